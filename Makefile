@@ -1,0 +1,38 @@
+# Two commands for a new user: `make run` and `make test`. Everything else is for contributors.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run test test-fast lint fmt typecheck clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## serve the top-level cog.yaml model at http://127.0.0.1:8000 (SQLite, local instances)
+run: install
+	$(BIN)/cogway serve
+
+## the whole suite: unit, API and integration tiers (real Cog processes, SQLite and PostgreSQL)
+test: install
+	$(BIN)/pytest
+
+## unit and API tiers only (seconds, no Cog processes)
+test-fast: install
+	$(BIN)/pytest -m "not integration"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fmt: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf .cogway .cache .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,27 @@
+"""Routes for the calling account and the hardware this gateway offers."""
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from server.deps import CurrentAccount
+
+router = APIRouter(prefix="/v1")
+
+HARDWARE = [{"sku": "cpu", "name": "CPU"}]
+
+
+@router.get("/account")
+async def get_account(account: CurrentAccount) -> dict[str, Any]:
+    return {
+        "type": account.type,
+        "username": account.username,
+        "name": account.name,
+        "github_url": None,
+    }
+
+
+@router.get("/hardware")
+async def list_hardware(account: CurrentAccount) -> list[dict[str, str]]:
+    """The SKUs models and deployments may name (GPU inventory arrives with the scheduler)."""
+    return HARDWARE

@@ -1,0 +1,110 @@
+"""``create_app``: builds the FastAPI app around a ``Services`` container and owns its lifecycle.
+
+Start-up order: schema -> admin account -> register and build the served models -> resume
+unfinished predictions -> boot the served models' instances -> ready.
+Shutdown order (uvicorn has already stopped accepting connections): stop intake and drain the
+scheduler -> stop instances -> close the database.
+"""
+
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+from fastapi import FastAPI
+
+from server import errors
+from server.accounts import api as accounts_api
+from server.logging import RequestLogMiddleware
+from server.models import api as models_api
+from server.models.service import VersionInfo
+from server.predictions import api as predictions_api
+from server.services import Services
+
+log = structlog.get_logger("server.app")
+
+ADMIN_TOKEN_FILE = "admin-token"
+
+
+@dataclass
+class Startup:
+    """What the gateway serves from the start, and who to tell when it is ready."""
+
+    models: list[tuple[str, Path]] = field(default_factory=list)
+    """(owner/name, predictor directory) pairs registered and booted at start."""
+    warm: bool = True
+    """Boot each served model's instance before accepting traffic."""
+    on_ready: Callable[["ReadyInfo"], None] | None = None
+
+
+@dataclass
+class ReadyInfo:
+    versions: list[VersionInfo]
+    admin_token: str | None
+    """Set only on the first start (when the admin token was just generated)."""
+    admin_token_file: Path | None
+    cold_starts: dict[str, float]
+
+
+def create_app(services: Services, startup: Startup | None = None) -> FastAPI:
+    startup = startup or Startup()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings = services.settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await services.db.create()
+        admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
+        admin, new_token = await services.accounts.ensure_admin(
+            settings.admin_username, admin_token
+        )
+        token_file: Path | None = settings.data_dir / ADMIN_TOKEN_FILE
+        if new_token is not None:
+            assert token_file is not None
+            token_file.write_text(new_token + "\n")
+            os.chmod(token_file, 0o600)
+        elif admin_token is not None or token_file is None or not token_file.exists():
+            token_file = None
+        versions = [
+            await services.models.register_directory(name, directory, owner=admin)
+            for name, directory in startup.models
+        ]
+        await services.predictions.recover()
+        cold: dict[str, float] = {}
+        if startup.warm:
+            for version in versions:
+                seconds = await services.scheduler.warm(version)
+                if seconds is not None:
+                    cold[version.model] = seconds
+        if startup.on_ready is not None:
+            startup.on_ready(ReadyInfo(versions, new_token, token_file, cold))
+        log.info("gateway_ready", models=[v.model for v in versions])
+        try:
+            yield
+        finally:
+            await services.scheduler.stop()
+            await services.db.dispose()
+            log.info("gateway_stopped")
+
+    app = FastAPI(
+        title="Cogway",
+        lifespan=lifespan,
+        redirect_slashes=False,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.services = services
+    errors.install_error_handlers(app)
+    app.add_middleware(RequestLogMiddleware)
+    app.include_router(predictions_api.router)
+    app.include_router(models_api.router)
+    app.include_router(accounts_api.router)
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,60 @@
+"""Annotated dependency aliases shared by the routers."""
+
+import json
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from server import errors
+from server.accounts.service import Account
+from server.auth import current_account
+from server.services import Services
+
+UrlFor = Callable[[str], str]
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def base_url(request: Request) -> str:
+    services: Services = request.app.state.services
+    configured = services.settings.public_url
+    return (configured or str(request.base_url)).rstrip("/")
+
+
+def page_url(request: Request) -> UrlFor:
+    """Absolute URL of this list endpoint with a cursor (clients follow it verbatim)."""
+    root = base_url(request)
+    path = request.url.path
+
+    def url_for(cursor: str) -> str:
+        return f"{root}{path}?cursor={cursor}"
+
+    return url_for
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object, whatever Content-Type the client sent (curl's ``-d``
+    says form-encoded). Malformed JSON -> 400; a non-object -> 422."""
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise errors.BadRequest("Request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise errors.InputValidationFailed(
+            [{"type": "invalid_type", "field": "", "description": "Body must be a JSON object"}]
+        )
+    return data
+
+
+CurrentAccount = Annotated[Account, Depends(current_account)]
+ServicesDep = Annotated[Services, Depends(get_services)]
+BaseUrl = Annotated[str, Depends(base_url)]
+PageUrl = Annotated[UrlFor, Depends(page_url)]
+JsonObject = Annotated[dict[str, Any], Depends(json_object)]

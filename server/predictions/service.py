@@ -1,0 +1,356 @@
+"""Predictions: create, read, list, cancel, and ``_transition`` — the only code that changes status.
+
+The gateway owns all prediction state. While a prediction runs on this gateway its state lives
+in memory (``self._live``), so log and output events cost no database write; every status
+change is written through at once, so a restart finds each accepted prediction where it was.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import select, update
+
+from server import errors, ids
+from server.accounts.service import Account
+from server.clock import Clock
+from server.db import Database
+from server.models.service import ModelService, VersionInfo
+from server.pagination import Page, paginate
+from server.predictions.status import Status, can_transition
+from server.predictions.tables import PredictionRow
+from server.predictions.validation import InputValidator
+from server.runtime.cog_client import CogResult
+from server.scheduler.scheduler import Scheduler
+
+log = structlog.get_logger("server.predictions")
+
+INTERRUPTED = "The prediction was interrupted: the gateway restarted while it was running."
+
+
+@dataclass
+class Prediction:
+    id: str
+    account_id: int
+    model: str
+    model_id: int
+    version_id: str
+    status: Status
+    input: dict[str, Any]
+    created_at: datetime
+    output: Any = None
+    logs: str = ""
+    error: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    source: str = "api"
+    deployment: str | None = None
+    webhook: str | None = None
+    webhook_events_filter: list[str] | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    deadline: datetime | None = None
+    iterator: bool = False
+    done: asyncio.Event = field(default_factory=asyncio.Event, repr=False, compare=False)
+
+    @classmethod
+    def from_row(cls, row: PredictionRow, model: str) -> "Prediction":
+        p = cls(
+            id=row.id,
+            account_id=row.account_id,
+            model=model,
+            model_id=row.model_id,
+            version_id=row.version_id,
+            status=Status(row.status),
+            input=row.input,
+            created_at=row.created_at,
+            output=row.output,
+            logs=row.logs,
+            error=row.error,
+            metrics=row.metrics,
+            source=row.source,
+            deployment=row.deployment,
+            webhook=row.webhook,
+            webhook_events_filter=row.webhook_events_filter,
+            started_at=row.started_at,
+            completed_at=row.completed_at,
+            deadline=row.deadline,
+        )
+        if p.status.is_terminal():
+            p.done.set()
+        return p
+
+    def mutable_columns(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "output": self.output,
+            "logs": self.logs,
+            "error": self.error,
+            "metrics": self.metrics,
+            "started_at": self.started_at,
+            "completed_at": self.completed_at,
+        }
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    input: dict[str, Any]
+    webhook: str | None = None
+    webhook_events_filter: list[str] | None = None
+    deployment: str | None = None
+
+
+class PredictionService:
+    """Owns prediction state; implements ``server.scheduler.events.PredictionEvents``."""
+
+    def __init__(self, db: Database, clock: Clock, models: ModelService) -> None:
+        self.db = db
+        self.clock = clock
+        self.models = models
+        self.scheduler: Scheduler | None = None
+        self._live: dict[str, Prediction] = {}
+        self._validators: dict[str, InputValidator] = {}
+
+    def attach(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+
+    def _dispatch(self, version: VersionInfo, p: Prediction, input: dict[str, Any]) -> None:
+        assert self.scheduler is not None, "attach() a scheduler first"
+        self.scheduler.submit(version, p.id, input)
+
+    def validator(self, version: VersionInfo) -> InputValidator:
+        found = self._validators.get(version.id)
+        if found is None:
+            found = self._validators[version.id] = InputValidator(version.openapi_schema)
+        return found
+
+    # -- the API's operations ---------------------------------------------------------------
+
+    async def create(
+        self, account: Account, version: VersionInfo, request: CreateRequest
+    ) -> Prediction:
+        clean = self.validator(version).clean(request.input)
+        p = Prediction(
+            id=ids.prediction_id(),
+            account_id=account.id,
+            model=version.model,
+            model_id=version.model_id,
+            version_id=version.id,
+            status=Status.STARTING,
+            input=request.input,
+            created_at=self.clock.now(),
+            deployment=request.deployment,
+            webhook=request.webhook,
+            webhook_events_filter=request.webhook_events_filter,
+            iterator=version.output_is_iterator,
+            output=[] if version.output_is_iterator else None,
+        )
+        async with self.db.session() as session:
+            session.add(
+                PredictionRow(
+                    id=p.id,
+                    account_id=p.account_id,
+                    model_id=p.model_id,
+                    version_id=p.version_id,
+                    deployment=p.deployment,
+                    input=p.input,
+                    source=p.source,
+                    webhook=p.webhook,
+                    webhook_events_filter=p.webhook_events_filter,
+                    created_at=p.created_at,
+                    **p.mutable_columns(),
+                )
+            )
+            await session.commit()
+        self._live[p.id] = p
+        self._dispatch(version, p, clean)
+        log.info("prediction_created", prediction_id=p.id, version_id=version.id[:12])
+        return p
+
+    async def get(self, account: Account, prediction_id: str) -> Prediction:
+        p = self._live.get(prediction_id)
+        if p is None:
+            p = await self._load(prediction_id)
+        if p is None or p.account_id != account.id:
+            raise errors.NotFound("Prediction not found.")
+        return p
+
+    async def _load(self, prediction_id: str) -> Prediction | None:
+        async with self.db.session() as session:
+            row = await session.get(PredictionRow, prediction_id)
+        if row is None:
+            return None
+        version = await self.models.version(row.version_id)
+        return Prediction.from_row(row, version.model if version else "unknown/unknown")
+
+    async def list(
+        self, account: Account, cursor: str | None, url_for: Callable[[str], str]
+    ) -> Page[Prediction]:
+        stmt = select(PredictionRow).where(PredictionRow.account_id == account.id)
+        async with self.db.session() as session:
+            page = await paginate(
+                session,
+                stmt,
+                created=PredictionRow.created_at,
+                ident=PredictionRow.id,
+                cursor=cursor,
+                url_for=url_for,
+            )
+        results = []
+        for row in page.results:
+            live = self._live.get(row.id)
+            if live is not None:
+                results.append(live)
+                continue
+            version = await self.models.version(row.version_id)
+            results.append(Prediction.from_row(row, version.model if version else "unknown"))
+        return Page(results, page.next, page.previous)
+
+    async def wait(self, p: Prediction, timeout: float) -> Prediction:
+        """Wait up to ``timeout`` seconds for ``p`` to finish; return it either way."""
+        if not p.done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(p.done.wait(), timeout)
+        return p
+
+    async def cancel(self, account: Account, prediction_id: str, *, wait: float) -> Prediction:
+        p = await self.get(account, prediction_id)
+        if p.status.is_terminal():
+            return p
+        assert self.scheduler is not None
+        if self.scheduler.dequeue(p.version_id, p.id):
+            await self._transition(p, Status.CANCELED)
+        elif await self.scheduler.cancel(p.version_id, p.id):
+            await self.wait(p, wait)
+        log.info("prediction_cancel_requested", prediction_id=p.id, status=p.status.value)
+        return p
+
+    # -- events from the scheduler (PredictionEvents) ----------------------------------------
+
+    async def started(self, prediction_id: str) -> None:
+        p = self._live.get(prediction_id)
+        if p is not None:
+            await self._transition(p, Status.PROCESSING)
+
+    async def progress(self, prediction_id: str, event: str, payload: dict[str, Any]) -> None:
+        p = self._live.get(prediction_id)
+        if p is None or p.status.is_terminal():
+            return
+        if event == "log":
+            p.logs += str(payload.get("data", ""))
+        elif event == "output" and p.iterator and isinstance(p.output, list):
+            p.output.append(payload.get("chunk"))
+
+    async def completed(self, prediction_id: str, result: CogResult) -> None:
+        p = self._live.get(prediction_id)
+        if p is None:
+            log.info("late_completion_ignored", prediction_id=prediction_id)
+            return
+        try:
+            status = Status(result.status)
+        except ValueError:
+            status = Status.FAILED
+        if not status.is_terminal():
+            status = Status.FAILED
+        await self._transition(
+            p,
+            status,
+            output=result.output if result.output is not None or not p.iterator else p.output,
+            logs=result.logs or p.logs,
+            error=result.error,
+            predict_time=result.metrics.get("predict_time"),
+            extra_metrics={k: v for k, v in result.metrics.items() if k != "predict_time"},
+        )
+
+    # -- the one function that changes a prediction's status ----------------------------------
+
+    async def _transition(
+        self,
+        p: Prediction,
+        new: Status,
+        *,
+        output: Any = None,
+        logs: str | None = None,
+        error: str | None = None,
+        predict_time: float | None = None,
+        extra_metrics: dict[str, Any] | None = None,
+    ) -> bool:
+        """Move ``p`` to ``new``, stamp its times, write it through. Late or repeated events
+        (anything after a terminal status) are ignored, so duplicate terminals are idempotent."""
+        if not can_transition(p.status, new):
+            return False
+        now = self.clock.now()
+        p.status = new
+        if new is Status.PROCESSING:
+            p.started_at = now
+        if new.is_terminal():
+            p.completed_at = now
+            if output is not None or new is Status.SUCCEEDED:
+                p.output = output
+            if logs is not None:
+                p.logs = logs
+            p.error = error if new is Status.FAILED else None
+            if new is Status.FAILED and not p.error:
+                p.error = "Prediction failed."
+            ran = (now - p.started_at).total_seconds() if p.started_at else 0.0
+            p.metrics = {
+                **(extra_metrics or {}),
+                "predict_time": round(predict_time if predict_time is not None else ran, 6),
+                "total_time": round((now - p.created_at).total_seconds(), 6),
+            }
+        async with self.db.session() as session:
+            await session.execute(
+                update(PredictionRow).where(PredictionRow.id == p.id).values(**p.mutable_columns())
+            )
+            await session.commit()
+        log.info("prediction_status", prediction_id=p.id, status=new.value)
+        if new.is_terminal():
+            p.done.set()
+            self._live.pop(p.id, None)
+        return True
+
+    # -- start-up ------------------------------------------------------------------------------
+
+    async def recover(self) -> tuple[int, int]:
+        """Resume what a previous run of the gateway left unfinished.
+
+        Queued predictions (``starting``) are dispatched again; ones that were ``processing``
+        lost their instance with the old gateway and fail with a clear error.
+        Returns (resumed, failed).
+        """
+        async with self.db.session() as session:
+            rows = (
+                await session.scalars(
+                    select(PredictionRow)
+                    .where(PredictionRow.status.in_([Status.STARTING, Status.PROCESSING]))
+                    .order_by(PredictionRow.created_at)
+                )
+            ).all()
+        resumed = failed = 0
+        for row in rows:
+            if row.id in self._live:
+                continue
+            version = await self.models.version(row.version_id)
+            p = Prediction.from_row(row, version.model if version else "unknown/unknown")
+            self._live[p.id] = p
+            if version is None or p.status is Status.PROCESSING:
+                await self._transition(p, Status.FAILED, error=INTERRUPTED)
+                failed += 1
+                continue
+            p.iterator = version.output_is_iterator
+            if p.iterator and not isinstance(p.output, list):
+                p.output = []
+            try:
+                clean = self.validator(version).clean(p.input)
+            except errors.InputValidationFailed as exc:
+                await self._transition(p, Status.FAILED, error=exc.detail)
+                failed += 1
+                continue
+            self._dispatch(version, p, clean)
+            resumed += 1
+        if rows:
+            log.info("predictions_recovered", resumed=resumed, failed=failed)
+        return resumed, failed

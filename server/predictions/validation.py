@@ -1,0 +1,125 @@
+"""Check a prediction's ``input`` against the version's OpenAPI ``Input`` schema before dispatch.
+
+Errors come back as Replicate's ``invalid_fields`` entries (``type``, ``field``, ``description``).
+Unknown keys are dropped (Cog strips them too), an explicit ``null`` for an optional input means
+"use the default" (coglet would reject it), and file inputs (``format: uri``) must be ``http(s)``
+or ``data:`` URLs: Cog would otherwise open a local path on the instance's disk.
+"""
+
+from typing import Any
+from urllib.parse import urlparse
+
+from jsonschema import Draft7Validator
+from jsonschema.exceptions import ValidationError
+
+from server import errors
+
+URI_SCHEMES = ("http", "https", "data")
+
+ERROR_TYPES = {
+    "required": "required",
+    "enum": "enum",
+    "maximum": "number_lte",
+    "minimum": "number_gte",
+    "exclusiveMaximum": "number_lt",
+    "exclusiveMinimum": "number_gt",
+    "maxLength": "string_lte",
+    "minLength": "string_gte",
+    "pattern": "pattern",
+    "type": "invalid_type",
+}
+
+
+class InputValidator:
+    def __init__(self, openapi_schema: dict[str, Any]) -> None:
+        schemas = openapi_schema.get("components", {}).get("schemas", {})
+        self.input_schema: dict[str, Any] = schemas.get("Input", {"type": "object"})
+        self.properties: dict[str, Any] = self.input_schema.get("properties", {})
+        self.required = set(self.input_schema.get("required", []))
+        root = {"$ref": "#/components/schemas/Input", "components": {"schemas": schemas}}
+        self._validator = Draft7Validator(root)
+        self._uri_fields = {
+            name
+            for name, prop in self.properties.items()
+            if prop.get("format") == "uri" or prop.get("items", {}).get("format") == "uri"
+        }
+
+    def clean(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """The input to dispatch, or ``InputValidationFailed`` listing every problem."""
+        value = {
+            k: v
+            for k, v in raw.items()
+            if k in self.properties and not (v is None and k not in self.required)
+        }
+        problems = [self._describe(e) for e in self._validator.iter_errors(value)]
+        problems += self._check_uris(value)
+        if problems:
+            problems.sort(key=lambda p: p["field"])
+            raise errors.InputValidationFailed(problems)
+        return value
+
+    def _describe(self, error: ValidationError) -> dict[str, str]:
+        path = [str(p) for p in error.absolute_path]
+        field = ".".join(["input", *path])
+        kind = ERROR_TYPES.get(str(error.validator), str(error.validator))
+        name = path[-1] if path else "input"
+        expected: Any = error.validator_value
+        if error.validator == "required":
+            present = error.instance if isinstance(error.instance, dict) else {}
+            missing = [r for r in expected if r not in present]
+            return {
+                "type": kind,
+                "field": field,
+                "description": f"{', '.join(missing)} is required",
+            }
+        descriptions = {
+            "enum": lambda: (
+                f"{name} must be one of the following: " + ", ".join(f'"{c}"' for c in expected)
+            ),
+            "maximum": lambda: f"Must be less than or equal to {_num(error.validator_value)}",
+            "minimum": lambda: f"Must be greater than or equal to {_num(error.validator_value)}",
+            "maxLength": lambda: f"String length must be at most {error.validator_value}",
+            "minLength": lambda: f"String length must be at least {error.validator_value}",
+            "pattern": lambda: f"Does not match pattern {error.validator_value}",
+            "type": lambda: (
+                f"Invalid type. Expected: {error.validator_value}, "
+                f"given: {_json_type(error.instance)}"
+            ),
+        }
+        make = descriptions.get(str(error.validator))
+        return {"type": kind, "field": field, "description": make() if make else error.message}
+
+    def _check_uris(self, value: dict[str, Any]) -> list[dict[str, str]]:
+        problems = []
+        for name in self._uri_fields & value.keys():
+            items = value[name] if isinstance(value[name], list) else [value[name]]
+            for item in items:
+                if isinstance(item, str) and urlparse(item).scheme not in URI_SCHEMES:
+                    problems.append(
+                        {
+                            "type": "invalid_uri",
+                            "field": f"input.{name}",
+                            "description": "Must be an http(s) URL or a data: URI",
+                        }
+                    )
+        return problems
+
+
+def _num(value: Any) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if value is None:
+        return "null"
+    return "object"

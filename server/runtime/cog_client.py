@@ -1,0 +1,150 @@
+"""A thin typed client for one Cog server's HTTP API, over a shared aiohttp session.
+
+Predictions are dispatched as ``POST /predictions`` with ``Accept: text/event-stream``: one held
+connection per prediction that carries every event (start, log, output, completed) as it happens.
+Why this mechanism and this client: README, "Why SSE to the instance".
+"""
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiohttp
+
+HEALTH_TIMEOUT_S = 2.0
+CONNECT_TIMEOUT_S = 5.0
+
+
+@dataclass
+class CogResult:
+    """The terminal state Cog reported for one prediction."""
+
+    status: str
+    output: Any = None
+    logs: str = ""
+    error: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> "CogResult":
+        return cls(
+            status=str(payload.get("status", "failed")),
+            output=payload.get("output"),
+            logs=str(payload.get("logs") or ""),
+            error=payload.get("error"),
+            metrics=dict(payload.get("metrics") or {}),
+        )
+
+
+class InstanceBusy(Exception):
+    """Cog answered 409: every slot was taken."""
+
+
+class InstanceUnavailable(Exception):
+    """Cog could not take the prediction (not ready, connection lost, stream cut short)."""
+
+
+EventHandler = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+class InstanceAPI(Protocol):
+    """What the scheduler needs from a running instance (``CogClient``; fakes in tests)."""
+
+    async def health(self) -> dict[str, Any]: ...
+
+    async def predict(
+        self, prediction_id: str, input: dict[str, Any], on_event: EventHandler
+    ) -> CogResult: ...
+
+    async def cancel(self, prediction_id: str) -> bool: ...
+
+    async def shutdown(self) -> None: ...
+
+
+class CogClient:
+    def __init__(self, base_url: str, session: aiohttp.ClientSession) -> None:
+        self.base_url = base_url
+        self.session = session
+
+    async def health(self) -> dict[str, Any]:
+        timeout = aiohttp.ClientTimeout(total=HEALTH_TIMEOUT_S)
+        async with self.session.get(f"{self.base_url}/health-check", timeout=timeout) as resp:
+            body: dict[str, Any] = await resp.json(content_type=None)
+            return body
+
+    async def predict(
+        self,
+        prediction_id: str,
+        input: dict[str, Any],
+        on_event: EventHandler,
+    ) -> CogResult:
+        """Run one prediction, calling ``on_event`` for start/log/output; return the result."""
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S)
+        headers = {"Accept": "text/event-stream", "Content-Type": "application/json"}
+        body = json.dumps({"id": prediction_id, "input": input})
+        try:
+            async with self.session.post(
+                f"{self.base_url}/predictions", data=body, headers=headers, timeout=timeout
+            ) as resp:
+                if resp.status == 409:
+                    raise InstanceBusy(await resp.text())
+                if resp.status == 503:
+                    raise InstanceUnavailable(await resp.text())
+                if resp.status == 422:
+                    return CogResult(status="failed", error=_validation_error(await resp.text()))
+                if resp.status != 200:
+                    text = await resp.text()
+                    return CogResult(status="failed", error=f"Instance error {resp.status}: {text}")
+                return await self._read_stream(resp, on_event)
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            raise InstanceUnavailable(f"connection to the instance failed: {exc!r}") from exc
+
+    async def _read_stream(self, resp: aiohttp.ClientResponse, on_event: EventHandler) -> CogResult:
+        event = ""
+        data: list[str] = []
+        async for raw in resp.content:
+            line = raw.decode().rstrip("\r\n")
+            if line:
+                name, _, value = line.partition(":")
+                value = value[1:] if value.startswith(" ") else value
+                if name == "event":
+                    event = value
+                elif name == "data":
+                    data.append(value)
+                continue
+            if not event:
+                data.clear()
+                continue
+            payload = json.loads("\n".join(data)) if data else {}
+            if event == "completed":
+                return CogResult.from_payload(payload)
+            await on_event(event, payload)
+            event, data = "", []
+        raise InstanceUnavailable("the instance closed the stream before the prediction completed")
+
+    async def cancel(self, prediction_id: str) -> bool:
+        """Ask Cog to cancel; False when it no longer knows the prediction."""
+        timeout = aiohttp.ClientTimeout(total=HEALTH_TIMEOUT_S)
+        url = f"{self.base_url}/predictions/{prediction_id}/cancel"
+        try:
+            async with self.session.post(url, timeout=timeout) as resp:
+                return resp.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+    async def shutdown(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=HEALTH_TIMEOUT_S)
+        try:
+            async with self.session.post(f"{self.base_url}/shutdown", timeout=timeout):
+                pass
+        except (aiohttp.ClientError, TimeoutError):
+            pass
+
+
+def _validation_error(text: str) -> str:
+    try:
+        detail = json.loads(text).get("detail", [])
+        return "Input validation error: " + "; ".join(str(d.get("msg")) for d in detail)
+    except (ValueError, AttributeError):
+        return f"Input validation error: {text}"

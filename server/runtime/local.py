@@ -1,0 +1,194 @@
+"""Local runtime: each instance is ``python -m cog.server.http`` in the version's venv.
+
+The recipe (shared/spec/cog-runtime.md §1, §14): venv ``bin`` first on PATH (coglet starts its
+worker as bare ``python``), cwd = the model directory, ``--host 127.0.0.1`` on a free port, its own
+process session so the whole group can be killed, stdout to /dev/null and stderr (JSON lines)
+read into the log. On Linux the server also dies with the gateway (PR_SET_PDEATHSIG).
+"""
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import socket
+import sys
+import uuid
+from collections import deque
+
+import structlog
+
+from server.runtime.base import InstanceHandle, InstanceSpec
+
+log = structlog.get_logger("server.runtime.local")
+
+LOG_TAIL_LINES = 200
+LISTEN_TIMEOUT_S = 30.0  # spawn -> the HTTP port accepts connections
+PORT_RETRIES = 3  # a port picked free can be taken before the server binds it
+
+
+class InstanceStartFailed(Exception):
+    """The instance process exited before it listened for HTTP."""
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    if sys.platform == "linux":
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class LocalInstance:
+    def __init__(self, proc: asyncio.subprocess.Process, port: int, version_id: str) -> None:
+        self.proc = proc
+        self.port = port
+        self.version_id = version_id
+        self._id = f"local-{uuid.uuid4().hex[:8]}"
+        self._tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+        self._reader: asyncio.Task[None] | None = None
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def is_running(self) -> bool:
+        return self.proc.returncode is None
+
+    def log_tail(self) -> list[str]:
+        return list(self._tail)
+
+    def start_reading(self) -> None:
+        self._reader = asyncio.create_task(self._read_stderr(), name=f"stderr-{self._id}")
+
+    async def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        bound = log.bind(instance_id=self._id, version_id=self.version_id[:12])
+        async for raw in self.proc.stderr:
+            line = raw.decode(errors="replace").rstrip()
+            if not line:
+                continue
+            try:
+                record = json.loads(line)
+                fields = record.get("fields", {})
+                message = str(fields.get("message", line))
+                bound.debug(
+                    "instance_log",
+                    message=message,
+                    target=record.get("target"),
+                    prediction_id=fields.get("prediction_id"),
+                )
+            except (ValueError, AttributeError):
+                message = line
+                bound.debug("instance_log", message=message)
+            self._tail.append(message)
+
+    async def wait_listening(self, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            if not self.is_running():
+                if self._reader is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(self._reader, 1.0)
+                raise InstanceStartFailed("\n".join(self.log_tail()[-20:]))
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.close()
+                return
+            except OSError:
+                await asyncio.sleep(0.02)
+        raise InstanceStartFailed(f"no HTTP listener on port {self.port} after {timeout:.0f}s")
+
+
+class LocalRuntime:
+    """Starts and stops Cog servers as child processes of the gateway."""
+
+    def __init__(self) -> None:
+        self._instances: dict[str, LocalInstance] = {}
+
+    async def start(self, spec: InstanceSpec) -> InstanceHandle:
+        last: Exception | None = None
+        for _ in range(PORT_RETRIES):
+            instance = await self._spawn(spec, _free_port())
+            try:
+                await instance.wait_listening(LISTEN_TIMEOUT_S)
+                return instance
+            except InstanceStartFailed as exc:
+                last = exc
+                await self._kill(instance)
+                if "Address already in use" not in str(exc):
+                    break
+        raise InstanceStartFailed(str(last))
+
+    async def _spawn(self, spec: InstanceSpec, port: int) -> LocalInstance:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("COGWAY_")},
+            **spec.environment,
+            "PATH": f"{spec.env_dir / 'bin'}:{os.environ.get('PATH', '')}",
+            "VIRTUAL_ENV": str(spec.env_dir),
+            "PORT": str(port),
+            "PYTHONUNBUFFERED": "1",
+            "COG_PREDICT_TYPE_STUB": spec.predict_ref,
+            "COG_MAX_CONCURRENCY": str(spec.concurrency),
+            "COG_LOG_LEVEL": "info",
+        }
+        env.pop("PYTHONPATH", None)
+        argv = [str(spec.env_dir / "bin" / "python"), "-m", "cog.server.http"]
+        argv += ["--host", "127.0.0.1"]
+        if spec.upload_url:
+            argv += ["--upload-url", spec.upload_url]
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=spec.source_dir,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        instance = LocalInstance(proc, port, spec.version_id)
+        instance.start_reading()
+        self._instances[instance.id] = instance
+        log.info("instance_spawned", instance_id=instance.id, pid=proc.pid, port=port)
+        return instance
+
+    async def stop(self, handle: InstanceHandle, *, grace: float) -> None:
+        instance = self._instances.get(handle.id)
+        if instance is None:
+            return
+        try:
+            await asyncio.wait_for(instance.proc.wait(), grace)
+        except TimeoutError:
+            log.warning("instance_kill", instance_id=instance.id, reason="grace_expired")
+        await self._kill(instance)
+
+    async def _kill(self, instance: LocalInstance) -> None:
+        # The worker shares the server's process group: kill the group, always.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(instance.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(instance.proc.wait(), 5.0)
+        if instance._reader is not None:
+            instance._reader.cancel()
+            with contextlib.suppress(BaseException):
+                await instance._reader
+        self._instances.pop(instance.id, None)
+        log.info("instance_stopped", instance_id=instance.id, returncode=instance.proc.returncode)
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(self._kill(i) for i in list(self._instances.values())))

@@ -1,0 +1,99 @@
+"""One running Cog server as the scheduler sees it: state, slots and an HTTP client.
+
+An instance counts as alive only while its process runs and ``/health-check`` answers. States:
+
+    STARTING ──READY──▶ READY ──crash / lost──▶ DEFUNCT ──▶ STOPPED
+        └──setup() raised──▶ SETUP_FAILED ──────────────────▶ STOPPED
+"""
+
+import asyncio
+import contextlib
+from enum import StrEnum
+from typing import Any
+
+import aiohttp
+import structlog
+
+from server.runtime.base import InstanceHandle, Runtime
+from server.runtime.cog_client import InstanceAPI
+
+log = structlog.get_logger("server.scheduler.instance")
+
+HEALTH_POLL_S = 0.02  # Cog has no readiness push; /health-check costs ~1 ms
+
+
+class InstanceState(StrEnum):
+    STARTING = "starting"
+    READY = "ready"
+    SETUP_FAILED = "setup_failed"
+    DEFUNCT = "defunct"
+    STOPPED = "stopped"
+
+
+class SetupFailed(Exception):
+    """The predictor's setup() failed (or the instance never became ready)."""
+
+
+class Instance:
+    def __init__(self, handle: InstanceHandle, client: InstanceAPI, slots: int) -> None:
+        self.handle = handle
+        self.client = client
+        self.slots = slots
+        self.state = InstanceState.STARTING
+        self.in_flight: set[str] = set()
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    @property
+    def id(self) -> str:
+        return self.handle.id
+
+    async def wait_ready(self, timeout: float) -> float:
+        """Poll health until READY; return seconds waited, or raise SetupFailed."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        while loop.time() - start < timeout:
+            if not self.handle.is_running():
+                self.state = InstanceState.SETUP_FAILED
+                raise SetupFailed(self._tail("the instance exited during setup"))
+            health: dict[str, Any] = {}
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
+                health = await self.client.health()
+            status = health.get("status")
+            if status in ("READY", "BUSY"):
+                self.state = InstanceState.READY
+                return loop.time() - start
+            if status == "SETUP_FAILED":
+                self.state = InstanceState.SETUP_FAILED
+                setup_logs = str(health.get("setup", {}).get("logs") or "")
+                raise SetupFailed(self._tail(setup_logs.strip() or "setup() failed"))
+            await asyncio.sleep(HEALTH_POLL_S)
+        self.state = InstanceState.SETUP_FAILED
+        raise SetupFailed(self._tail(f"the instance was not ready after {timeout:.0f}s"))
+
+    def _tail(self, headline: str) -> str:
+        lines = [ln for ln in self.handle.log_tail() if "coglet" not in ln[:12]][-15:]
+        return headline + ("\n" + "\n".join(lines) if lines else "")
+
+    def begin(self, prediction_id: str) -> None:
+        self.in_flight.add(prediction_id)
+        self.idle.clear()
+
+    def end(self, prediction_id: str) -> None:
+        self.in_flight.discard(prediction_id)
+        if not self.in_flight:
+            self.idle.set()
+
+    async def stop(self, runtime: Runtime, *, drain_timeout: float, grace: float) -> None:
+        """Drain in-flight work, ask Cog to shut down, then let the runtime kill what is left."""
+        if self.state is InstanceState.STOPPED:
+            return
+        if self.in_flight and self.handle.is_running():
+            try:
+                await asyncio.wait_for(self.idle.wait(), drain_timeout)
+            except TimeoutError:
+                log.warning("instance_drain_timeout", instance_id=self.id, left=len(self.in_flight))
+        self.state = InstanceState.STOPPED
+        if self.handle.is_running():
+            await self.client.shutdown()
+        await runtime.stop(self.handle, grace=grace)
