@@ -33,6 +33,8 @@ def _banner(settings: Settings) -> Callable[[ReadyInfo], None]:
         for version in info.versions:
             cold = info.cold_starts.get(version.model)
             boot = f" (instance ready in {cold:.2f}s)" if cold is not None else ""
+            if version.model in info.setup_failures:
+                boot = f" SETUP FAILED: {info.setup_failures[version.model].splitlines()[0]}"
             lines.append(f"  model {version.model}  version {version.id[:12]}…{boot}")
         if info.admin_token:
             lines += [

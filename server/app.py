@@ -21,6 +21,7 @@ from server.logging import RequestLogMiddleware
 from server.models import api as models_api
 from server.models.service import VersionInfo
 from server.predictions import api as predictions_api
+from server.scheduler.instance import SetupFailed
 from server.services import Services
 
 log = structlog.get_logger("server.app")
@@ -46,6 +47,7 @@ class ReadyInfo:
     """Set only on the first start (when the admin token was just generated)."""
     admin_token_file: Path | None
     cold_starts: dict[str, float]
+    setup_failures: dict[str, str] = field(default_factory=dict)
 
 
 def create_app(services: Services, startup: Startup | None = None) -> FastAPI:
@@ -73,13 +75,19 @@ def create_app(services: Services, startup: Startup | None = None) -> FastAPI:
         ]
         await services.predictions.recover()
         cold: dict[str, float] = {}
+        failed: dict[str, str] = {}
         if startup.warm:
             for version in versions:
-                seconds = await services.scheduler.warm(version)
+                try:
+                    seconds = await services.scheduler.warm(version)
+                except SetupFailed as exc:
+                    # Keep serving the other models; this one's predictions fail with the reason.
+                    failed[version.model] = str(exc)
+                    continue
                 if seconds is not None:
                     cold[version.model] = seconds
         if startup.on_ready is not None:
-            startup.on_ready(ReadyInfo(versions, new_token, token_file, cold))
+            startup.on_ready(ReadyInfo(versions, new_token, token_file, cold, failed))
         log.info("gateway_ready", models=[v.model for v in versions])
         try:
             yield

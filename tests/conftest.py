@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from server.app import Startup, create_app
+from server.logging import configure_logging
 from server.services import Services, build_services
 from server.settings import Settings
 from tests.fakes import FakeBuilder, FakeRuntime
@@ -25,7 +26,12 @@ POSTGRES_URL = os.environ.get(
 ADMIN_TOKEN = "cgw_test-admin-token"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session", autouse=True)
+def quiet_logs() -> None:
+    configure_logging(json=False, level="warning")
+
+
+@pytest.fixture(scope="session")
 def anyio_backend() -> str:
     return "asyncio"
 
