@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import replicate
+from replicate.client import Client
 from replicate.exceptions import ModelError, ReplicateError
 
 from tests.conftest import FIXTURES
@@ -28,30 +28,30 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
 
 
 @pytest.fixture
-def client(gateway: Gateway) -> Iterator[replicate.Client]:
-    client = replicate.Client(api_token=gateway.token, base_url=gateway.url)
+def client(gateway: Gateway) -> Iterator[Client]:
+    client = Client(api_token=gateway.token, base_url=gateway.url)
     yield client
     client._client.close()
 
 
-def test_run_by_model_name(client: replicate.Client) -> None:
+def test_run_by_model_name(client: Client) -> None:
     """replicate.run("owner/name") -> the model endpoint with Prefer: wait."""
     assert client.run("acme/echo", input={"text": "via run"}) == "via run"
 
 
-def test_run_by_version(client: replicate.Client) -> None:
+def test_run_by_version(client: Client) -> None:
     """replicate.run("owner/name:version") also fetches the version's schema."""
     version = client.models.get("acme/echo").latest_version
     assert version is not None
     assert client.run(f"acme/echo:{version.id}", input={"text": "pinned"}) == "pinned"
 
 
-def test_run_raises_model_error_on_failure(client: replicate.Client) -> None:
+def test_run_raises_model_error_on_failure(client: Client) -> None:
     with pytest.raises(ModelError, match="x must be non-negative"):
         client.run("acme/raises", input={"x": -5})
 
 
-def test_create_and_wait(client: replicate.Client) -> None:
+def test_create_and_wait(client: Client) -> None:
     """predictions.create + wait() polls GET until the prediction is terminal."""
     version = client.models.get("acme/slow").latest_version
     assert version is not None
@@ -64,7 +64,7 @@ def test_create_and_wait(client: replicate.Client) -> None:
     assert prediction.metrics["predict_time"] >= 0.3
 
 
-def test_cancel(client: replicate.Client) -> None:
+def test_cancel(client: Client) -> None:
     version = client.models.get("acme/slow").latest_version
     assert version is not None
     prediction = client.predictions.create(version=version.id, input={"seconds": 30})
@@ -73,7 +73,7 @@ def test_cancel(client: replicate.Client) -> None:
     assert prediction.status == "canceled"
 
 
-def test_list_predictions(client: replicate.Client) -> None:
+def test_list_predictions(client: Client) -> None:
     version = client.models.get("acme/echo").latest_version
     assert version is not None
     made = client.predictions.create(version=version.id, input={"text": "listed"}, wait=True)
@@ -82,7 +82,7 @@ def test_list_predictions(client: replicate.Client) -> None:
     assert all(p.model.startswith("acme/") for p in page.results)
 
 
-def test_models_and_versions(client: replicate.Client) -> None:
+def test_models_and_versions(client: Client) -> None:
     model = client.models.get("acme/echo")
     assert (model.owner, model.name, model.visibility) == ("acme", "echo", "public")
     assert model.latest_version is not None
@@ -95,7 +95,7 @@ def test_models_and_versions(client: replicate.Client) -> None:
 
 
 def test_bad_token_is_a_replicate_error(gateway: Gateway) -> None:
-    bad = replicate.Client(api_token="wrong", base_url=gateway.url)
+    bad = Client(api_token="wrong", base_url=gateway.url)
     with pytest.raises(ReplicateError) as raised:
         bad.models.get("acme/echo")
     bad._client.close()
@@ -106,7 +106,7 @@ def test_bad_token_is_a_replicate_error(gateway: Gateway) -> None:
 def test_sigint_leaves_no_cog_process(tmp_path: Path) -> None:
     """Ctrl-C on the gateway stops every Cog server and worker it started."""
     with run_gateway(tmp_path / "gw", {"acme/echo": FIXTURES / "echo"}) as gw:
-        client = replicate.Client(api_token=gw.token, base_url=gw.url)
+        client = Client(api_token=gw.token, base_url=gw.url)
         assert client.run("acme/echo", input={"text": "x"}) == "x"
         client._client.close()
         assert len(gw.cog_pids()) == 2  # the Cog server and its worker
