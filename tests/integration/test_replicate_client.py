@@ -56,7 +56,8 @@ def test_create_and_wait(client: Client) -> None:
     version = client.models.get("acme/slow").latest_version
     assert version is not None
     prediction = client.predictions.create(version=version.id, input={"seconds": 0.3})
-    assert prediction.status in ("starting", "processing")
+    created_status: str = prediction.status
+    assert created_status in ("starting", "processing")
     prediction.wait()
     assert prediction.status == "succeeded"
     assert prediction.output == "slept 0.3"
