@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast lint fmt typecheck clean
+.PHONY: install run test test-fast lint fmt typecheck clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ lint: install
 fmt: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+## gateway overhead vs. Cog direct on a trivial predictor (about a minute)
+bench: install
+	$(BIN)/python bench/gateway.py
 
 clean:
 	rm -rf .cogway .cache .mypy_cache .ruff_cache .pytest_cache

@@ -21,6 +21,7 @@ class InstanceSpec:
     """The venv with cog and the predictor's packages."""
     predict_ref: str
     concurrency: int
+    setup_timeout: float = 300.0
     environment: dict[str, str] = field(default_factory=dict)
     upload_url: str | None = None
 

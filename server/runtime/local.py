@@ -3,19 +3,19 @@
 The recipe (shared/spec/cog-runtime.md §1, §14): venv ``bin`` first on PATH (coglet starts its
 worker as bare ``python``), cwd = the model directory, ``--host 127.0.0.1`` on a free port, its own
 process session so the whole group can be killed, stdout to /dev/null and stderr (JSON lines)
-read into the log. On Linux the server also dies with the gateway (PR_SET_PDEATHSIG).
+read into the log. It runs under ``launcher.py``, which kills the whole process group (server
+and worker) if the gateway dies, even mid-predict.
 """
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import signal
 import socket
-import sys
 import uuid
 from collections import deque
+from pathlib import Path
 
 import structlog
 
@@ -23,6 +23,7 @@ from server.runtime.base import InstanceHandle, InstanceSpec
 
 log = structlog.get_logger("server.runtime.local")
 
+LAUNCHER = Path(__file__).with_name("launcher.py")
 LOG_TAIL_LINES = 200
 LISTEN_TIMEOUT_S = 30.0  # spawn -> the HTTP port accepts connections
 PORT_RETRIES = 3  # a port picked free can be taken before the server binds it
@@ -36,12 +37,6 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    if sys.platform == "linux":
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 class LocalInstance:
@@ -144,10 +139,13 @@ class LocalRuntime:
             "PYTHONUNBUFFERED": "1",
             "COG_PREDICT_TYPE_STUB": spec.predict_ref,
             "COG_MAX_CONCURRENCY": str(spec.concurrency),
+            "COG_SETUP_TIMEOUT": str(int(spec.setup_timeout)),
             "COG_LOG_LEVEL": "info",
         }
         env.pop("PYTHONPATH", None)
-        argv = [str(spec.env_dir / "bin" / "python"), "-m", "cog.server.http"]
+        env["COGWAY_GATEWAY_PID"] = str(os.getpid())
+        python = str(spec.env_dir / "bin" / "python")
+        argv = [python, str(LAUNCHER), python, "-m", "cog.server.http"]
         argv += ["--host", "127.0.0.1"]
         if spec.upload_url:
             argv += ["--upload-url", spec.upload_url]
@@ -159,7 +157,6 @@ class LocalRuntime:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
         )
         instance = LocalInstance(proc, port, spec.version_id)
         instance.start_reading()

@@ -101,6 +101,7 @@ class Pool:
                 env_dir=self.version.env_dir,
                 predict_ref=self.version.predict_ref,
                 concurrency=self.version.concurrency,
+                setup_timeout=self.settings.start_timeout,
                 environment=self.version.environment,
             )
             loop = asyncio.get_running_loop()

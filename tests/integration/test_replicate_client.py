@@ -110,6 +110,6 @@ def test_sigint_leaves_no_cog_process(tmp_path: Path) -> None:
         client = Client(api_token=gw.token, base_url=gw.url)
         assert client.run("acme/echo", input={"text": "x"}) == "x"
         client._client.close()
-        assert len(gw.cog_pids()) == 2  # the Cog server and its worker
+        assert len(gw.cog_pids()) == 3  # the launcher, the Cog server and its worker
     assert gw.proc.returncode is not None
     assert gw.cog_pids() == []

@@ -1,0 +1,334 @@
+"""What the Cogway gateway adds on top of calling its Cog instance directly.
+
+What it measures
+----------------
+A real gateway (``cogway serve`` as a subprocess, via ``tests.integration.gateway.run_gateway``)
+serves ``predictors/fixtures/trivial`` (``async def predict`` that reverses a string,
+``concurrency: {max: 32}``) as ``bench/trivial``, with one Cog 0.23.1 instance. The script finds
+that instance's own port (``PORT=`` in ``/proc/<pid>/environ`` of its ``cog.server.http``
+process) and then drives, from this one asyncio process with ``aiohttp`` (keep-alive), three
+modes at concurrency 1 and 16, each for a fixed window after a short warm-up:
+
+``direct``      ``POST http://127.0.0.1:<cog port>/predictions`` (Cog itself, the floor);
+                409s (Cog out of slots) are counted apart and left out of the latency figures.
+``gw-sync``     ``POST /v1/models/bench/trivial/predictions`` with ``Prefer: wait``;
+                a 201 whose body says ``succeeded`` counts.
+``gw-poll``     the same without ``Prefer``, then ``GET urls.get`` every 5 ms until the status
+                is terminal; latency is create -> terminal status seen.
+
+For each cell it prints completed predictions/s, p50/p99 latency and errors, then the
+gateway/direct throughput ratio at each concurrency, the p50 the gateway adds at c=1, and the
+instance's cold start (``instance_ready``'s ``cold_start_s`` in the gateway's JSON log).
+Every request goes to 127.0.0.1; every loop is bounded by its window and per-request timeouts;
+the gateway and its Cog processes stop when the script ends (the context manager).
+
+Run (from the repository root)::
+
+    make bench                       # or: .venv/bin/python bench/gateway.py
+
+The first run builds the predictor's venv into ``.cache/envs`` (about 10 s); later runs reuse it.
+Figures are noisy on a small shared machine: compare ratios measured in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from tests.integration.gateway import Gateway, run_gateway  # noqa: E402
+
+MODEL = "bench/trivial"
+PREDICTOR_DIR = REPO_ROOT / "predictors" / "fixtures" / "trivial"
+INPUT_TEXT = "hello"
+EXPECTED_OUTPUT = INPUT_TEXT[::-1]
+TERMINAL = frozenset({"succeeded", "failed", "canceled"})
+REQUEST_TIMEOUT_S = 10.0
+POLL_INTERVAL_S = 0.005
+POLL_TIMEOUT_S = 10.0
+READY_LOG_TIMEOUT_S = 120.0
+MAX_ERROR_SAMPLES = 3
+
+
+class BenchError(Exception):
+    """One request did not end the way the mode expects (counted, never fatal)."""
+
+
+class Refused(Exception):
+    """Cog answered 409: no free slot (counted apart from errors)."""
+
+
+@dataclass
+class Cell:
+    mode: str
+    concurrency: int
+    window_s: float
+    latencies: list[float] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+    refused: int = 0
+
+    @property
+    def rps(self) -> float:
+        return len(self.latencies) / self.window_s
+
+    def p(self, pct: float) -> float:
+        return percentile_ms(self.latencies, pct)
+
+
+Op = Callable[[aiohttp.ClientSession], Awaitable[None]]
+
+
+def percentile_ms(samples: list[float], pct: float) -> float:
+    """Nearest-rank percentile of ``samples`` (seconds), in milliseconds; NaN when empty."""
+    if not samples:
+        return math.nan
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1] * 1000
+
+
+# --- finding the Cog instance ------------------------------------------------------------------
+
+
+def wait_for_cold_start(gw: Gateway, timeout: float = READY_LOG_TIMEOUT_S) -> float | None:
+    """``cold_start_s`` of the first ``instance_ready`` event in the gateway's JSON log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in gw.log_path.read_text(errors="replace").splitlines():
+            if '"instance_ready"' not in line:
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record.get("event") == "instance_ready":
+                value = record.get("cold_start_s")
+                return float(value) if isinstance(value, int | float) else None
+        time.sleep(0.1)
+    return None
+
+
+def cog_port(gw: Gateway) -> int:
+    """The loopback port of the gateway's Cog server (``PORT=`` of its ``cog.server.http``)."""
+    for pid in gw.cog_pids():
+        proc = Path("/proc") / str(pid)
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if b"cog.server.http" not in cmdline:
+            continue
+        for entry in environ.split(b"\0"):
+            if entry.startswith(b"PORT="):
+                return int(entry.removeprefix(b"PORT="))
+    raise RuntimeError(f"no cog.server.http process with PORT= among {gw.cog_pids()}")
+
+
+# --- one request per mode ----------------------------------------------------------------------
+
+
+def check_succeeded(body: Any) -> None:
+    if not isinstance(body, dict):
+        raise BenchError(f"body is not an object: {str(body)[:80]}")
+    if body.get("status") != "succeeded":
+        raise BenchError(f"status {body.get('status')!r}: {str(body.get('error'))[:80]}")
+    if body.get("output") != EXPECTED_OUTPUT:
+        raise BenchError(f"output {body.get('output')!r}")
+
+
+def direct_op(port: int) -> Op:
+    url = f"http://127.0.0.1:{port}/predictions"
+    payload = json.dumps({"input": {"text": INPUT_TEXT}}).encode()
+    headers = {"Content-Type": "application/json"}
+
+    async def op(session: aiohttp.ClientSession) -> None:
+        async with session.post(url, data=payload, headers=headers) as resp:
+            body = await resp.read()
+            if resp.status == 409:
+                raise Refused()
+            if resp.status != 200:
+                raise BenchError(f"HTTP {resp.status}: {body[:80]!r}")
+        check_succeeded(json.loads(body))
+
+    return op
+
+
+def gateway_sync_op(gw: Gateway) -> Op:
+    url = f"{gw.url}/v1/models/{MODEL}/predictions"
+    payload = json.dumps({"input": {"text": INPUT_TEXT}}).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "Authorization": f"Bearer {gw.token}",
+        "Prefer": "wait",
+    }
+
+    async def op(session: aiohttp.ClientSession) -> None:
+        async with session.post(url, data=payload, headers=headers) as resp:
+            body = await resp.read()
+            if resp.status != 201:
+                raise BenchError(f"HTTP {resp.status}: {body[:80]!r}")
+        check_succeeded(json.loads(body))
+
+    return op
+
+
+def gateway_poll_op(gw: Gateway) -> Op:
+    url = f"{gw.url}/v1/models/{MODEL}/predictions"
+    payload = json.dumps({"input": {"text": INPUT_TEXT}}).encode()
+    auth = {"Authorization": f"Bearer {gw.token}"}
+    headers = {"Content-Type": "application/json", **auth}
+
+    async def op(session: aiohttp.ClientSession) -> None:
+        async with session.post(url, data=payload, headers=headers) as resp:
+            raw = await resp.read()
+            if resp.status != 201:
+                raise BenchError(f"create HTTP {resp.status}: {raw[:80]!r}")
+        body = json.loads(raw)
+        get_url = body["urls"]["get"]
+        deadline = time.monotonic() + POLL_TIMEOUT_S
+        while body.get("status") not in TERMINAL:
+            if time.monotonic() > deadline:
+                raise BenchError(f"still {body.get('status')!r} after {POLL_TIMEOUT_S}s")
+            await asyncio.sleep(POLL_INTERVAL_S)
+            async with session.get(get_url, headers=auth) as resp:
+                raw = await resp.read()
+                if resp.status != 200:
+                    raise BenchError(f"poll HTTP {resp.status}: {raw[:80]!r}")
+            body = json.loads(raw)
+        check_succeeded(body)
+
+    return op
+
+
+# --- driving a cell ----------------------------------------------------------------------------
+
+
+async def run_cell(mode: str, op: Op, concurrency: int, warmup_s: float, window_s: float) -> Cell:
+    """``concurrency`` tasks loop ``op``; only requests started and finished in the window count."""
+    cell = Cell(mode, concurrency, window_s)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        loop = asyncio.get_running_loop()
+        measure_from = loop.time() + warmup_s
+        measure_to = measure_from + window_s
+
+        async def worker() -> None:
+            while (began := loop.time()) < measure_to:
+                outcome: str | None = None
+                try:
+                    await op(session)
+                except Refused:
+                    outcome = "409"
+                except (BenchError, aiohttp.ClientError, TimeoutError, ValueError, KeyError) as e:
+                    outcome = f"{type(e).__name__}: {e}"
+                ended = loop.time()
+                if began < measure_from or ended > measure_to:
+                    continue
+                if outcome is None:
+                    cell.latencies.append(ended - began)
+                elif outcome == "409":
+                    cell.refused += 1
+                else:
+                    cell.errors[outcome] += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return cell
+
+
+def fmt_ms(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.2f}"
+
+
+def print_report(cells: list[Cell], cold_start_s: float | None) -> None:
+    header = (
+        f"{'mode':<9} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'errors':>6} {'409s':>6}"
+    )
+    print()
+    print(header)
+    print("-" * len(header))
+    for c in cells:
+        errors = sum(c.errors.values())
+        print(
+            f"{c.mode:<9} {c.concurrency:>4} {c.rps:>8.0f} {fmt_ms(c.p(50)):>8} "
+            f"{fmt_ms(c.p(99)):>8} {errors:>6} {c.refused:>6}"
+        )
+    by_key = {(c.mode, c.concurrency): c for c in cells}
+    print()
+    for conc in sorted({c.concurrency for c in cells}):
+        direct = by_key.get(("direct", conc))
+        for mode in ("gw-sync", "gw-poll"):
+            gw = by_key.get((mode, conc))
+            if direct is None or gw is None or direct.rps == 0:
+                continue
+            line = f"c={conc:<3} {mode}/direct throughput {gw.rps / direct.rps:.2f}x"
+            if conc == 1:
+                line += f", added p50 {gw.p(50) - direct.p(50):+.2f} ms"
+            print(line)
+    cold = "not found in the gateway log" if cold_start_s is None else f"{cold_start_s:.3f} s"
+    print(f"\ncold start (spawn -> READY, instance_ready.cold_start_s): {cold}")
+    for c in cells:
+        for message, count in c.errors.most_common(MAX_ERROR_SAMPLES):
+            print(f"error {c.mode} c={c.concurrency} x{count}: {message}")
+
+
+async def bench(
+    gw: Gateway, port: int, concurrencies: list[int], warmup: float, window: float
+) -> list[Cell]:
+    modes: list[tuple[str, Op]] = [
+        ("direct", direct_op(port)),
+        ("gw-sync", gateway_sync_op(gw)),
+        ("gw-poll", gateway_poll_op(gw)),
+    ]
+    cells = []
+    for conc in concurrencies:
+        for name, op in modes:
+            cell = await run_cell(name, op, conc, warmup, window)
+            print(f"  {name:<8} c={conc:<3} {cell.rps:8.0f} req/s", flush=True)
+            cells.append(cell)
+    return cells
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--window", type=float, default=5.0, help="measured seconds per cell")
+    parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per cell")
+    parser.add_argument("--concurrency", default="1,16", help="comma-separated task counts")
+    args = parser.parse_args(argv)
+    concurrencies = [int(c) for c in args.concurrency.split(",")]
+
+    with tempfile.TemporaryDirectory(prefix="cogway-bench-") as tmp:
+        print(f"starting the gateway with {MODEL} = {PREDICTOR_DIR} ...", flush=True)
+        started = time.monotonic()
+        with run_gateway(Path(tmp) / "data", {MODEL: PREDICTOR_DIR}) as gw:
+            cold_start_s = wait_for_cold_start(gw)
+            port = cog_port(gw)
+            print(
+                f"gateway {gw.url} up in {time.monotonic() - started:.1f}s; "
+                f"Cog instance at 127.0.0.1:{port}",
+                flush=True,
+            )
+            cells = asyncio.run(bench(gw, port, concurrencies, args.warmup, args.window))
+    print_report(cells, cold_start_s)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
