@@ -6,6 +6,7 @@ import pytest
 
 from server.predictions.service import INTERRUPTED
 from server.predictions.status import Status
+from server.runtime.cog_client import CogResult
 from tests.conftest import ADMIN_TOKEN, Api, make_settings, open_api
 from tests.fakes import FakeRuntime
 
@@ -215,3 +216,21 @@ async def test_restart_resumes_queued_and_fails_interrupted(tmp_path: Path) -> N
         interrupted = (await api.client.get(f"/v1/predictions/{running['id']}")).json()
         assert interrupted["status"] == "failed"
         assert interrupted["error"] == INTERRUPTED
+
+
+async def test_late_and_duplicate_events_change_nothing(api: Api) -> None:
+    """After a terminal status, a repeated completion or a late start is ignored."""
+    body = (
+        await api.client.post(
+            "/v1/predictions",
+            json={"version": api.version_id, "input": {"text": "once"}},
+            headers=WAIT,
+        )
+    ).json()
+    predictions = api.services.predictions
+    predictions._live[body["id"]] = await predictions._load(body["id"])  # type: ignore[assignment]
+    await predictions.started(body["id"])
+    await predictions.progress(body["id"], "log", {"data": "late log\n"})
+    await predictions.completed(body["id"], CogResult("failed", error="a second terminal"))
+    after = (await api.client.get(f"/v1/predictions/{body['id']}")).json()
+    assert after == body
