@@ -16,9 +16,10 @@ modes at concurrency 1 and 16, each for a fixed window after a short warm-up:
 ``gw-poll``     the same without ``Prefer``, then ``GET urls.get`` every 5 ms until the status
                 is terminal; latency is create -> terminal status seen.
 
-For each cell it prints completed predictions/s, p50/p99 latency and errors, then the
-gateway/direct throughput ratio at each concurrency, the p50 the gateway adds at c=1, and the
-instance's cold start (``instance_ready``'s ``cold_start_s`` in the gateway's JSON log).
+For each cell it prints completed predictions/s, p50/p99 latency, errors, 409s and the gateway
+process's CPU milliseconds per prediction; then the gateway/direct throughput ratio at each
+concurrency, the p50 the gateway adds at c=1, the instance's cold start (``instance_ready``'s
+``cold_start_s`` in the gateway's JSON log) and any warning/error lines in that log.
 Every request goes to 127.0.0.1; every loop is bounded by its window and per-request timeouts;
 the gateway and its Cog processes stop when the script ends (the context manager).
 
@@ -36,6 +37,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -81,6 +83,15 @@ class Cell:
     latencies: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
     refused: int = 0
+    completed_all: int = 0  # successes over the whole cell, warm-up and tail included
+    gateway_cpu_s: float = 0.0  # the gateway process's CPU over the whole cell
+
+    @property
+    def gateway_cpu_ms(self) -> float:
+        """Gateway CPU milliseconds per successful prediction."""
+        if not self.completed_all:
+            return math.nan
+        return self.gateway_cpu_s / self.completed_all * 1000
 
     @property
     def rps(self) -> float:
@@ -121,6 +132,27 @@ def wait_for_cold_start(gw: Gateway, timeout: float = READY_LOG_TIMEOUT_S) -> fl
                 return float(value) if isinstance(value, int | float) else None
         time.sleep(0.1)
     return None
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process (``/proc/<pid>/stat``)."""
+    stat = (Path("/proc") / str(pid) / "stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def log_problems(gw: Gateway) -> Counter[str]:
+    """Gateway log lines at warning level or above, counted by level and event."""
+    found: Counter[str] = Counter()
+    for line in gw.log_path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            found[f"non-JSON: {line[:100]}"] += 1
+            continue
+        if isinstance(record, dict) and record.get("level") in {"warning", "error", "critical"}:
+            found[f"{record.get('level')} {record.get('event')}"] += 1
+    return found
 
 
 def cog_port(gw: Gateway) -> int:
@@ -219,7 +251,9 @@ def gateway_poll_op(gw: Gateway) -> Op:
 # --- driving a cell ----------------------------------------------------------------------------
 
 
-async def run_cell(mode: str, op: Op, concurrency: int, warmup_s: float, window_s: float) -> Cell:
+async def run_cell(
+    mode: str, op: Op, concurrency: int, warmup_s: float, window_s: float, gateway_pid: int
+) -> Cell:
     """``concurrency`` tasks loop ``op``; only requests started and finished in the window count."""
     cell = Cell(mode, concurrency, window_s)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
@@ -228,6 +262,8 @@ async def run_cell(mode: str, op: Op, concurrency: int, warmup_s: float, window_
         loop = asyncio.get_running_loop()
         measure_from = loop.time() + warmup_s
         measure_to = measure_from + window_s
+
+        cpu_before = process_cpu_s(gateway_pid)
 
         async def worker() -> None:
             while (began := loop.time()) < measure_to:
@@ -239,6 +275,7 @@ async def run_cell(mode: str, op: Op, concurrency: int, warmup_s: float, window_
                 except (BenchError, aiohttp.ClientError, TimeoutError, ValueError, KeyError) as e:
                     outcome = f"{type(e).__name__}: {e}"
                 ended = loop.time()
+                cell.completed_all += outcome is None
                 if began < measure_from or ended > measure_to:
                     continue
                 if outcome is None:
@@ -249,6 +286,7 @@ async def run_cell(mode: str, op: Op, concurrency: int, warmup_s: float, window_
                     cell.errors[outcome] += 1
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
+        cell.gateway_cpu_s = process_cpu_s(gateway_pid) - cpu_before
     return cell
 
 
@@ -256,10 +294,10 @@ def fmt_ms(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.2f}"
 
 
-def print_report(cells: list[Cell], cold_start_s: float | None) -> None:
+def print_report(cells: list[Cell], cold_start_s: float | None, problems: Counter[str]) -> None:
     header = (
         f"{'mode':<9} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'errors':>6} {'409s':>6}"
+        f"{'errors':>6} {'409s':>6} {'gw cpu ms/pred':>14}"
     )
     print()
     print(header)
@@ -268,7 +306,7 @@ def print_report(cells: list[Cell], cold_start_s: float | None) -> None:
         errors = sum(c.errors.values())
         print(
             f"{c.mode:<9} {c.concurrency:>4} {c.rps:>8.0f} {fmt_ms(c.p(50)):>8} "
-            f"{fmt_ms(c.p(99)):>8} {errors:>6} {c.refused:>6}"
+            f"{fmt_ms(c.p(99)):>8} {errors:>6} {c.refused:>6} {fmt_ms(c.gateway_cpu_ms):>14}"
         )
     by_key = {(c.mode, c.concurrency): c for c in cells}
     print()
@@ -287,6 +325,8 @@ def print_report(cells: list[Cell], cold_start_s: float | None) -> None:
     for c in cells:
         for message, count in c.errors.most_common(MAX_ERROR_SAMPLES):
             print(f"error {c.mode} c={c.concurrency} x{count}: {message}")
+    for message, count in problems.most_common():
+        print(f"gateway log: {message} x{count}")
 
 
 async def bench(
@@ -300,7 +340,7 @@ async def bench(
     cells = []
     for conc in concurrencies:
         for name, op in modes:
-            cell = await run_cell(name, op, conc, warmup, window)
+            cell = await run_cell(name, op, conc, warmup, window, gw.proc.pid)
             print(f"  {name:<8} c={conc:<3} {cell.rps:8.0f} req/s", flush=True)
             cells.append(cell)
     return cells
@@ -326,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             cells = asyncio.run(bench(gw, port, concurrencies, args.warmup, args.window))
-    print_report(cells, cold_start_s)
+            problems = log_problems(gw)
+    print_report(cells, cold_start_s, problems)
     return 0
 
 

@@ -27,6 +27,10 @@ class Page(Generic[T]):
     next: str | None
     previous: str | None
 
+    def body(self, results: Sequence[Any]) -> dict[str, Any]:
+        """The wire shape, with ``results`` already rendered."""
+        return {"next": self.next, "previous": self.previous, "results": list(results)}
+
 
 def _encode(direction: str, created_at: datetime, ident: Any) -> str:
     raw = json.dumps([direction, created_at.isoformat(), ident]).encode()

@@ -29,8 +29,7 @@ async def list_models(
     cursor: str | None = None,
 ) -> JSONResponse:
     page = await services.models.list_models(account, cursor, url_for)
-    results = [await _model_body(services, m, base) for m in page.results]
-    return JSONResponse({"next": page.next, "previous": page.previous, "results": results})
+    return JSONResponse(page.body([await _model_body(services, m, base) for m in page.results]))
 
 
 @router.get("/models/{owner}/{name}")
@@ -52,8 +51,7 @@ async def list_versions(
 ) -> JSONResponse:
     model = await services.models.get_model(account, owner, name)
     page = await services.models.list_versions(model, cursor, url_for)
-    results = [render_version(v) for v in page.results]
-    return JSONResponse({"next": page.next, "previous": page.previous, "results": results})
+    return JSONResponse(page.body([render_version(v) for v in page.results]))
 
 
 @router.get("/models/{owner}/{name}/versions/{version_id}")

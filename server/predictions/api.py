@@ -107,13 +107,7 @@ async def list_predictions(
     cursor: str | None = None,
 ) -> JSONResponse:
     page = await services.predictions.list(account, cursor, url_for)
-    return JSONResponse(
-        {
-            "next": page.next,
-            "previous": page.previous,
-            "results": [render(p, base) for p in page.results],
-        }
-    )
+    return JSONResponse(page.body([render(p, base) for p in page.results]))
 
 
 @router.post("/predictions/{prediction_id}/cancel")
