@@ -147,8 +147,9 @@ def log_problems(gw: Gateway) -> Counter[str]:
     for line in gw.log_path.read_text(errors="replace").splitlines():
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
-            found[f"non-JSON: {line[:100]}"] += 1
+        except json.JSONDecodeError:  # the start-up banner is plain text; tracebacks are not
+            if "Traceback" in line or "Error" in line:
+                found[f"non-JSON: {line[:100]}"] += 1
             continue
         if isinstance(record, dict) and record.get("level") in {"warning", "error", "critical"}:
             found[f"{record.get('level')} {record.get('event')}"] += 1

@@ -17,9 +17,11 @@ from fastapi import FastAPI
 
 from server import errors
 from server.accounts import api as accounts_api
+from server.accounts.service import Account
+from server.deployments import api as deployments_api
 from server.logging import RequestLogMiddleware
 from server.models import api as models_api
-from server.models.service import VersionInfo
+from server.models.service import VersionInfo, split_name
 from server.predictions import api as predictions_api
 from server.scheduler.instance import SetupFailed
 from server.services import Services
@@ -50,6 +52,19 @@ class ReadyInfo:
     setup_failures: dict[str, str] = field(default_factory=dict)
 
 
+async def _serve_directory(
+    services: Services, admin: Account, full_name: str, directory: Path
+) -> VersionInfo:
+    """Create the model if needed and push ``directory`` to it, waiting for the build."""
+    owner, name = split_name(full_name)
+    if await services.models.find_model(owner, name) is None:
+        await services.models.create_model(admin, owner=owner, name=name, visibility="public")
+    version = await services.builds.push(admin, full_name, directory.resolve(), wait=True)
+    if version.status != "ready":
+        raise RuntimeError(f"Building {full_name} from {directory} failed:\n{version.build_error}")
+    return version
+
+
 def create_app(services: Services, startup: Startup | None = None) -> FastAPI:
     startup = startup or Startup()
 
@@ -70,7 +85,7 @@ def create_app(services: Services, startup: Startup | None = None) -> FastAPI:
         elif admin_token is not None or token_file is None or not token_file.exists():
             token_file = None
         versions = [
-            await services.models.register_directory(name, directory, owner=admin)
+            await _serve_directory(services, admin, name, directory)
             for name, directory in startup.models
         ]
         await services.predictions.recover()
@@ -92,6 +107,7 @@ def create_app(services: Services, startup: Startup | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await services.builds.stop()
             await services.scheduler.stop()
             await services.db.dispose()
             log.info("gateway_stopped")
@@ -109,6 +125,7 @@ def create_app(services: Services, startup: Startup | None = None) -> FastAPI:
     app.add_middleware(RequestLogMiddleware)
     app.include_router(predictions_api.router)
     app.include_router(models_api.router)
+    app.include_router(deployments_api.router)
     app.include_router(accounts_api.router)
 
     @app.get("/health", include_in_schema=False)

@@ -3,9 +3,11 @@
     APIError                      (500, opaque)
      ├── BadRequest               400  malformed JSON, unreadable body
      ├── Unauthenticated          401  missing or wrong token
+     ├── Forbidden                403  writing to another account's namespace
      ├── NotFound                 404  unknown or foreign resource, unknown route
      ├── MethodNotAllowed         405
-     ├── Conflict                 409
+     ├── Conflict                 409  duplicate name, version in use
+     ├── PayloadTooLarge          413  an upload over the size limit
      ├── InvalidVersion           422  "Invalid version or not permitted"
      ├── InputValidationFailed    422  carries ``invalid_fields``
      ├── Throttled                429  carries ``Retry-After``
@@ -56,6 +58,20 @@ class Unauthenticated(APIError):
 
     status_code = 401
     title = "Unauthenticated"
+
+
+class Forbidden(APIError):
+    """You do not have permission to do that."""
+
+    status_code = 403
+    title = "Forbidden"
+
+
+class PayloadTooLarge(APIError):
+    """The request body is too large."""
+
+    status_code = 413
+    title = "Payload Too Large"
 
 
 class NotFound(APIError):
@@ -124,9 +140,11 @@ def problem(error: APIError) -> JSONResponse:
 _BY_STATUS: dict[int, type[APIError]] = {
     400: BadRequest,
     401: Unauthenticated,
+    403: Forbidden,
     404: NotFound,
     405: MethodNotAllowed,
     409: Conflict,
+    413: PayloadTooLarge,
     429: Throttled,
     503: ServiceUnavailable,
 }

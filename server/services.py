@@ -5,6 +5,9 @@ from dataclasses import dataclass
 from server.accounts.service import AccountService
 from server.clock import Clock, SystemClock
 from server.db import Database
+from server.deployments.service import DeploymentService
+from server.hardware import hardware_skus
+from server.models.builds import BuildService
 from server.models.service import Builder, ModelService
 from server.predictions.service import PredictionService
 from server.runtime.base import Runtime
@@ -22,7 +25,9 @@ class Services:
     clock: Clock
     accounts: AccountService
     models: ModelService
+    builds: BuildService
     predictions: PredictionService
+    deployments: DeploymentService
     scheduler: Scheduler
 
 
@@ -43,7 +48,8 @@ def build_services(
             pip_args=settings.runtime.pip_args,
         )
         builder = LocalBuilder(envs)
-    models = ModelService(db, clock, builder, settings.data_dir)
+    models = ModelService(db, clock, hardware=hardware_skus)
+    builds = BuildService(db, clock, models, builder, settings.data_dir)
     predictions = PredictionService(db, clock, models)
     scheduler = Scheduler(
         runtime or LocalRuntime(), predictions, settings.runtime, client_factory=client_factory
@@ -55,6 +61,8 @@ def build_services(
         clock=clock,
         accounts=AccountService(db, clock),
         models=models,
+        builds=builds,
         predictions=predictions,
+        deployments=DeploymentService(db, clock, models),
         scheduler=scheduler,
     )

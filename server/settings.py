@@ -16,6 +16,7 @@ STOP_GRACE_S = 5.0  # after POST /shutdown, before SIGKILL of the process group
 DRAIN_TIMEOUT_S = 30.0  # wait for in-flight predictions when stopping
 WAIT_MAX_S = 60  # the most `Prefer: wait=N` may hold a request
 CANCEL_WAIT_S = 2.0  # how long POST /cancel waits for the instance to confirm
+PUSH_MAX_BYTES = 1 << 30  # 1 GiB of tar.gz
 
 
 class RuntimeSettings(BaseModel):
@@ -62,6 +63,8 @@ class Settings(BaseSettings):
     log_json: bool | None = None
     """JSON logs; default: JSON unless stderr is a terminal."""
     log_level: str = "info"
+    push_max_bytes: int = PUSH_MAX_BYTES
+    """The largest predictor upload (tar.gz) ``POST …/versions`` accepts."""
     wait_max: int = WAIT_MAX_S
     cancel_wait: float = CANCEL_WAIT_S
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)

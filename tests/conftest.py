@@ -97,6 +97,7 @@ class Api:
     runtime: FakeRuntime
     model: str
     version_id: str
+    transport: httpx.ASGITransport
 
 
 async def open_api(settings: Settings, runtime: FakeRuntime) -> AsyncIterator[Api]:
@@ -113,7 +114,7 @@ async def open_api(settings: Settings, runtime: FakeRuntime) -> AsyncIterator[Ap
             version = await services.models.resolve(
                 await services.accounts.authenticate(ADMIN_TOKEN), "acme/echo"
             )
-            yield Api(client, services, runtime, "acme/echo", version.id)
+            yield Api(client, services, runtime, "acme/echo", version.id, transport)
 
 
 @pytest.fixture

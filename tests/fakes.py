@@ -8,8 +8,9 @@ from typing import Any
 
 from server.runtime import cogyaml
 from server.runtime.base import InstanceHandle, InstanceSpec
-from server.runtime.builder import BuildResult
+from server.runtime.builder import BuildLog, BuildResult
 from server.runtime.cog_client import CogResult, EventHandler, InstanceAPI
+from server.runtime.envs import EnvBuildFailed
 
 FAKE_SCHEMA: dict[str, Any] = {
     "openapi": "3.0.2",
@@ -47,8 +48,14 @@ class FakeBuilder:
         self.schema = schema or FAKE_SCHEMA
         self.builds = 0
 
-    async def build(self, source_dir: Path, config: cogyaml.CogConfig) -> BuildResult:
+    async def build(
+        self, source_dir: Path, config: cogyaml.CogConfig, *, log: BuildLog | None = None
+    ) -> BuildResult:
         self.builds += 1
+        if log is not None:
+            log("fake build")
+        if "FAIL_BUILD" in (source_dir / config.predict_ref.partition(":")[0]).read_text():
+            raise EnvBuildFailed("pip install failed: no matching distribution for nothing==0")
         return BuildResult(source_dir, self.schema, config.concurrency or 1, "0.23.1")
 
 

@@ -5,10 +5,11 @@ from typing import Any
 from fastapi import APIRouter
 
 from server.deps import CurrentAccount
+from server.hardware import HARDWARE
+
+__all__ = ["HARDWARE", "router"]
 
 router = APIRouter(prefix="/v1")
-
-HARDWARE = [{"sku": "cpu", "name": "CPU"}]
 
 
 @router.get("/account")

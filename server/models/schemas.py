@@ -3,6 +3,7 @@
 from typing import Any
 
 from server.clock import isoformat
+from server.models.builds import BuildStatus
 from server.models.service import VersionInfo
 from server.models.tables import ModelRow
 
@@ -13,6 +14,17 @@ def render_version(v: VersionInfo) -> dict[str, Any]:
         "created_at": isoformat(v.created_at),
         "cog_version": v.cog_version,
         "openapi_schema": v.openapi_schema,
+        "status": v.status,
+    }
+
+
+def render_build(v: VersionInfo, build: BuildStatus) -> dict[str, Any]:
+    return {
+        "version": v.id,
+        "status": build.status,
+        "logs": build.logs,
+        "offset": build.offset,
+        "error": build.error,
     }
 
 

@@ -1,4 +1,9 @@
-"""Models and versions: register a predictor directory, look models up, resolve version refs."""
+"""Models and versions: create models, look them up, resolve version refs, delete versions.
+
+Versions come from ``server.models.builds`` (push and build); here they are read. Only a
+``ready``, non-deleted version can be resolved for a prediction, so a version whose build
+failed, or is still running, is never reachable.
+"""
 
 import re
 from collections.abc import Callable
@@ -8,55 +13,67 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import errors
 from server.accounts.service import Account
 from server.clock import Clock
 from server.db import Database
-from server.models import source
 from server.models.tables import ModelRow, VersionRow
 from server.pagination import Page, paginate
 from server.runtime import cogyaml
-from server.runtime.builder import BuildResult
+from server.runtime.builder import BuildLog, BuildResult
 
 log = structlog.get_logger("server.models")
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 VERSION_RE = re.compile(r"^[0-9a-f]{64}$")
 REF_RE = re.compile(r"^(?P<owner>[^/:\s]+)/(?P<name>[^/:\s]+)(?::(?P<version>[0-9a-f]{64}))?$")
+VISIBILITIES = ("public", "private")
 
 
 class Builder(Protocol):
     """Turns a predictor directory into something a runtime can start (venv, image…)."""
 
-    async def build(self, source_dir: Path, config: cogyaml.CogConfig) -> BuildResult: ...
+    async def build(
+        self, source_dir: Path, config: cogyaml.CogConfig, *, log: BuildLog | None = None
+    ) -> BuildResult: ...
 
 
 @dataclass(frozen=True)
 class VersionInfo:
-    """An immutable, runnable version of a model, as the scheduler and API need it."""
+    """A version as the scheduler and API need it (immutable once ``ready``)."""
 
     id: str
     model_id: int
     owner: str
     name: str
     created_at: datetime
+    status: str
     cog_version: str
     openapi_schema: dict[str, Any]
     source_dir: Path
     env_dir: Path
     predict_ref: str
+    python_version: str
     concurrency: int
     environment: dict[str, str]
     hardware: str
     visibility: str
     account_id: int
+    build_error: str | None = None
+    build_seconds: float | None = None
+    deleted: bool = False
 
     @property
     def model(self) -> str:
         return f"{self.owner}/{self.name}"
+
+    @property
+    def runnable(self) -> bool:
+        return self.status == "ready" and not self.deleted
 
     @property
     def output_is_iterator(self) -> bool:
@@ -70,126 +87,95 @@ class VersionInfo:
 def split_name(full: str) -> tuple[str, str]:
     owner, sep, name = full.partition("/")
     if not sep or not NAME_RE.match(owner) or not NAME_RE.match(name):
-        raise errors.BadRequest(f"'{full}' is not a model name like 'owner/name'.")
+        raise errors.InputValidationFailed(
+            [{"type": "pattern", "field": "model", "description": f"'{full}' is not owner/name"}]
+        )
     return owner, name
 
 
+def may_write(account: Account, owner: str) -> bool:
+    """An account writes to its own namespace; the admin to any."""
+    return account.is_admin or account.username == owner
+
+
 class ModelService:
-    def __init__(self, db: Database, clock: Clock, builder: Builder, data_dir: Path) -> None:
+    def __init__(self, db: Database, clock: Clock, *, hardware: Callable[[], list[str]]) -> None:
         self.db = db
         self.clock = clock
-        self.builder = builder
-        self.versions_dir = data_dir.resolve() / "versions"
+        self.hardware = hardware
         self._versions: dict[str, VersionInfo] = {}
 
-    # -- registration -------------------------------------------------------------------------
+    # -- models ------------------------------------------------------------------------------
 
-    async def register_directory(
-        self, full_name: str, directory: Path, *, owner: Account, visibility: str = "public"
-    ) -> VersionInfo:
-        """Make ``directory`` a version of ``full_name`` (created if missing) and build it."""
-        owner_name, name = split_name(full_name)
-        directory = directory.resolve()
-        config = cogyaml.load(directory)
-        version_id = source.digest(directory, full_name)
-        existing = await self.version(version_id)
-        if existing is not None:
-            return existing
-        snapshot = self.versions_dir / version_id
-        source.snapshot(directory, snapshot)
-        built = await self.builder.build(snapshot, config)
-        async with self.db.session() as session:
-            model = await self._model_row(session, owner_name, name)
-            if model is None:
-                model = ModelRow(
-                    owner=owner_name,
-                    name=name,
-                    account_id=owner.id,
-                    visibility=visibility,
-                    hardware="gpu" if config.gpu else "cpu",
-                    created_at=self.clock.now(),
-                )
-                session.add(model)
-                await session.flush()
-            session.add(
-                VersionRow(
-                    id=version_id,
-                    model_id=model.id,
-                    created_at=self.clock.now(),
-                    cog_version=built.cog_version,
-                    openapi_schema=built.openapi_schema,
-                    source_dir=str(snapshot),
-                    env_dir=str(built.env_dir),
-                    predict_ref=config.predict_ref,
-                    concurrency=built.concurrency,
-                    environment=config.environment,
-                )
+    async def create_model(
+        self,
+        account: Account,
+        *,
+        owner: str,
+        name: str,
+        visibility: str = "public",
+        hardware: str = "cpu",
+        fields: dict[str, str | None] | None = None,
+    ) -> ModelRow:
+        problems = []
+        if not NAME_RE.match(owner):
+            problems.append({"type": "pattern", "field": "owner", "description": "invalid owner"})
+        if not NAME_RE.match(name):
+            problems.append(
+                {
+                    "type": "pattern",
+                    "field": "name",
+                    "description": "lowercase letters, digits, '-', '_' and '.' only",
+                }
             )
-            await session.commit()
-        log.info("version_registered", model=full_name, version_id=version_id)
-        info = await self.version(version_id)
-        assert info is not None
-        return info
-
-    # -- lookups ------------------------------------------------------------------------------
+        if visibility not in VISIBILITIES:
+            problems.append(
+                {"type": "enum", "field": "visibility", "description": "public or private"}
+            )
+        if hardware not in self.hardware():
+            problems.append(
+                {
+                    "type": "enum",
+                    "field": "hardware",
+                    "description": f"one of {', '.join(self.hardware())}",
+                }
+            )
+        if problems:
+            raise errors.InputValidationFailed(problems)
+        if not may_write(account, owner):
+            raise errors.Forbidden(f"You cannot create models owned by {owner}.")
+        row = ModelRow(
+            owner=owner,
+            name=name,
+            account_id=account.id,
+            visibility=visibility,
+            hardware=hardware,
+            created_at=self.clock.now(),
+            **(fields or {}),
+        )
+        async with self.db.session() as session:
+            session.add(row)
+            try:
+                await session.commit()
+            except IntegrityError:
+                raise errors.Conflict(f"Model {owner}/{name} already exists.") from None
+        log.info("model_created", model=f"{owner}/{name}")
+        return row
 
     async def _model_row(self, session: AsyncSession, owner: str, name: str) -> ModelRow | None:
         return await session.scalar(
             select(ModelRow).where(ModelRow.owner == owner, ModelRow.name == name)
         )
 
-    async def version(self, version_id: str) -> VersionInfo | None:
-        """A version by id, from the in-memory cache (versions never change)."""
-        cached = self._versions.get(version_id)
-        if cached is not None:
-            return cached
+    async def find_model(self, owner: str, name: str) -> ModelRow | None:
         async with self.db.session() as session:
-            found = (
-                await session.execute(
-                    select(VersionRow, ModelRow)
-                    .join(ModelRow, VersionRow.model_id == ModelRow.id)
-                    .where(VersionRow.id == version_id)
-                )
-            ).first()
-        if found is None:
-            return None
-        row, model = found
-        info = VersionInfo(
-            id=row.id,
-            model_id=model.id,
-            owner=model.owner,
-            name=model.name,
-            created_at=row.created_at,
-            cog_version=row.cog_version,
-            openapi_schema=row.openapi_schema,
-            source_dir=Path(row.source_dir),
-            env_dir=Path(row.env_dir),
-            predict_ref=row.predict_ref,
-            concurrency=row.concurrency,
-            environment=dict(row.environment),
-            hardware=model.hardware,
-            visibility=model.visibility,
-            account_id=model.account_id,
-        )
-        self._versions[version_id] = info
-        return info
+            return await self._model_row(session, owner, name)
 
     async def get_model(self, account: Account, owner: str, name: str) -> ModelRow:
-        async with self.db.session() as session:
-            row = await self._model_row(session, owner, name)
+        row = await self.find_model(owner, name)
         if row is None or not (row.visibility == "public" or row.account_id == account.id):
             raise errors.NotFound(f"Model {owner}/{name} not found.")
         return row
-
-    async def latest_version(self, model: ModelRow) -> VersionInfo | None:
-        async with self.db.session() as session:
-            version_id = await session.scalar(
-                select(VersionRow.id)
-                .where(VersionRow.model_id == model.id)
-                .order_by(VersionRow.created_at.desc(), VersionRow.id.desc())
-                .limit(1)
-            )
-        return None if version_id is None else await self.version(version_id)
 
     async def run_count(self, model: ModelRow) -> int:
         from server.predictions.tables import PredictionRow
@@ -218,10 +204,75 @@ class ModelService:
                 url_for=url_for,
             )
 
+    # -- versions ----------------------------------------------------------------------------
+
+    def forget(self, version_id: str) -> None:
+        """Drop a cached version (its row changed: build finished, deleted)."""
+        self._versions.pop(version_id, None)
+
+    async def version(self, version_id: str) -> VersionInfo | None:
+        """A version by id, in any status; ready versions are cached (they never change)."""
+        cached = self._versions.get(version_id)
+        if cached is not None:
+            return cached
+        async with self.db.session() as session:
+            found = (
+                await session.execute(
+                    select(VersionRow, ModelRow)
+                    .join(ModelRow, VersionRow.model_id == ModelRow.id)
+                    .where(VersionRow.id == version_id)
+                )
+            ).first()
+        if found is None:
+            return None
+        row, model = found
+        info = VersionInfo(
+            id=row.id,
+            model_id=model.id,
+            owner=model.owner,
+            name=model.name,
+            created_at=row.created_at,
+            status=row.status,
+            cog_version=row.cog_version,
+            openapi_schema=row.openapi_schema or {},
+            source_dir=Path(row.source_dir),
+            env_dir=Path(row.env_dir or row.source_dir),
+            predict_ref=row.predict_ref,
+            python_version=row.python_version,
+            concurrency=row.concurrency,
+            environment=dict(row.environment),
+            hardware=model.hardware,
+            visibility=model.visibility,
+            account_id=model.account_id,
+            build_error=row.build_error,
+            build_seconds=row.build_seconds,
+            deleted=row.deleted_at is not None,
+        )
+        if info.status != "building":
+            self._versions[version_id] = info
+        return info
+
+    async def latest_version(self, model: ModelRow) -> VersionInfo | None:
+        """The newest ready, non-deleted version (what model-scoped predictions run)."""
+        async with self.db.session() as session:
+            version_id = await session.scalar(
+                select(VersionRow.id)
+                .where(
+                    VersionRow.model_id == model.id,
+                    VersionRow.status == "ready",
+                    VersionRow.deleted_at.is_(None),
+                )
+                .order_by(VersionRow.created_at.desc(), VersionRow.id.desc())
+                .limit(1)
+            )
+        return None if version_id is None else await self.version(version_id)
+
     async def list_versions(
         self, model: ModelRow, cursor: str | None, url_for: Callable[[str], str]
     ) -> Page[VersionInfo]:
-        stmt = select(VersionRow).where(VersionRow.model_id == model.id)
+        stmt = select(VersionRow).where(
+            VersionRow.model_id == model.id, VersionRow.deleted_at.is_(None)
+        )
         async with self.db.session() as session:
             page = await paginate(
                 session,
@@ -239,12 +290,35 @@ class ModelService:
     ) -> VersionInfo:
         model = await self.get_model(account, owner, name)
         info = await self.version(version_id)
-        if info is None or info.model_id != model.id:
+        if info is None or info.model_id != model.id or info.deleted:
             raise errors.NotFound(f"Version {version_id} of {owner}/{name} not found.")
         return info
 
+    async def delete_version(
+        self, account: Account, owner: str, name: str, version_id: str, *, in_use: bool
+    ) -> VersionInfo:
+        """Soft-delete: the version can no longer run or be listed; its predictions remain."""
+        info = await self.get_version(account, owner, name, version_id)
+        if not may_write(account, owner):
+            raise errors.Forbidden(f"You cannot delete versions of {owner}/{name}.")
+        if in_use:
+            raise errors.Conflict(
+                f"Version {version_id} is the current release of a deployment; "
+                "move the deployment to another version first."
+            )
+        async with self.db.session() as session:
+            await session.execute(
+                update(VersionRow)
+                .where(VersionRow.id == version_id)
+                .values(deleted_at=self.clock.now())
+            )
+            await session.commit()
+        self.forget(version_id)
+        log.info("version_deleted", version_id=version_id, model=info.model)
+        return info
+
     async def resolve(self, account: Account, ref: str) -> VersionInfo:
-        """A version from ``<id>``, ``owner/name:<id>`` or ``owner/name`` (its latest version)."""
+        """A runnable version from ``<id>``, ``owner/name:<id>`` or ``owner/name`` (latest)."""
         info: VersionInfo | None = None
         if VERSION_RE.match(ref):
             info = await self.version(ref)
@@ -259,6 +333,6 @@ class ModelService:
                 except errors.NotFound:
                     raise errors.InvalidVersion() from None
                 info = await self.latest_version(model)
-        if info is None or not info.visible_to(account):
+        if info is None or not info.visible_to(account) or not info.runnable:
             raise errors.InvalidVersion()
         return info

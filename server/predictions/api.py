@@ -33,14 +33,17 @@ def parse_prefer_wait(header: str | None, maximum: int) -> int | None:
     return None
 
 
-async def _create(
+async def create_and_respond(
     services: Services,
     account: Account,
     base: str,
     version: VersionInfo,
     body: PredictionCreate,
     prefer: str | None,
+    *,
+    deployment: str | None = None,
 ) -> JSONResponse:
+    """Create, then honour ``Prefer: wait`` (shared by the three create endpoints)."""
     p = await services.predictions.create(
         account,
         version,
@@ -48,6 +51,7 @@ async def _create(
             input=body.input,
             webhook=body.webhook,
             webhook_events_filter=list(body.webhook_events_filter or []) or None,
+            deployment=deployment,
         ),
     )
     wait = parse_prefer_wait(prefer, services.settings.wait_max)
@@ -72,7 +76,7 @@ async def create_prediction(
             [{"type": "required", "field": "version", "description": "version is required"}]
         )
     version = await services.models.resolve(account, body.version)
-    return await _create(services, account, base, version, body, prefer)
+    return await create_and_respond(services, account, base, version, body, prefer)
 
 
 @router.post("/models/{owner}/{name}/predictions", status_code=201)
@@ -87,7 +91,7 @@ async def create_model_prediction(
 ) -> JSONResponse:
     body = parse_create(data)
     version = await services.models.resolve(account, f"{owner}/{name}")
-    return await _create(services, account, base, version, body, prefer)
+    return await create_and_respond(services, account, base, version, body, prefer)
 
 
 @router.get("/predictions/{prediction_id}")

@@ -16,9 +16,11 @@ from typing import Any
 import structlog
 
 from server.runtime import cogyaml
-from server.runtime.envs import BUILD_LOG_TAIL, EnvBuildFailed, EnvCache
+from server.runtime.envs import BUILD_LOG_TAIL, BuildLog, EnvBuildFailed, EnvCache
 
 log = structlog.get_logger("server.runtime.builder")
+
+__all__ = ["BuildLog", "BuildResult", "LocalBuilder"]
 
 INTROSPECT_SCRIPT = Path(__file__).with_name("introspect.py")
 INTROSPECT_TIMEOUT_S = 300.0
@@ -36,8 +38,12 @@ class LocalBuilder:
     def __init__(self, envs: EnvCache) -> None:
         self.envs = envs
 
-    async def build(self, source_dir: Path, config: cogyaml.CogConfig) -> BuildResult:
-        env_dir = await self.envs.ensure(config.python_version, config.packages)
+    async def build(
+        self, source_dir: Path, config: cogyaml.CogConfig, *, log: BuildLog | None = None
+    ) -> BuildResult:
+        say = log or (lambda line: None)
+        env_dir = await self.envs.ensure(config.python_version, config.packages, log=say)
+        say(f"Loading {config.predict_ref} to read its inputs and output")
         facts = await self._introspect(env_dir, source_dir, config.predict_ref)
         schema: dict[str, Any] = facts["schema"]
         concurrency = config.concurrency or int(facts.get("concurrent_max") or 1)
@@ -50,6 +56,8 @@ class LocalBuilder:
         cog_dir = source_dir / ".cog"
         cog_dir.mkdir(exist_ok=True)
         (cog_dir / "openapi_schema.json").write_text(json.dumps(instance_schema))
+        inputs = ", ".join(schema["components"]["schemas"]["Input"].get("properties", {}))
+        say(f"Inputs: {inputs or '(none)'}; concurrency {concurrency}")
         return BuildResult(env_dir, schema, concurrency, self.envs.cog_version)
 
     async def _introspect(self, env_dir: Path, source_dir: Path, ref: str) -> dict[str, Any]:

@@ -13,7 +13,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import structlog
@@ -23,6 +24,8 @@ from server import errors
 log = structlog.get_logger("server.runtime.envs")
 
 BUILD_LOG_TAIL = 4000  # characters of pip output kept in a build error
+
+BuildLog = Callable[[str], None]
 
 
 class EnvBuildFailed(errors.APIError):
@@ -69,11 +72,15 @@ class EnvCache:
     def path_for(self, key: str) -> Path:
         return self.root / key
 
-    async def ensure(self, python_version: str, packages: Sequence[str]) -> Path:
+    async def ensure(
+        self, python_version: str, packages: Sequence[str], *, log: BuildLog | None = None
+    ) -> Path:
         """Return a ready venv for these requirements, building it if needed."""
+        say = log or (lambda line: None)
         key = env_key(python_version, self.cog_version, packages)
         target = self.path_for(key)
         if (target / ".ready").exists():
+            say(f"Reusing environment {key} (python {python_version}, cog {self.cog_version})")
             return target
         self.root.mkdir(parents=True, exist_ok=True)
         python = find_python(python_version)
@@ -81,20 +88,24 @@ class EnvCache:
         lock = await asyncio.to_thread(_acquire, lock_path)
         try:
             if (target / ".ready").exists():
+                say(f"Reusing environment {key}")
                 return target
-            await self._build(python, target, packages)
+            say(f"Building environment {key} with {python}")
+            await self._build(python, target, packages, say)
             return target
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
             os.close(lock)
 
-    async def _build(self, python: Path, target: Path, packages: Sequence[str]) -> None:
+    async def _build(
+        self, python: Path, target: Path, packages: Sequence[str], say: BuildLog
+    ) -> None:
         # Built in place (venvs are not relocatable); `.ready` is written last, under the lock,
         # so a crashed build is simply redone.
         shutil.rmtree(target, ignore_errors=True)
         log.info("env_build_started", env=target.name, python=str(python), packages=list(packages))
         try:
-            await _run([str(python), "-m", "venv", str(target)])
+            await _run([str(python), "-m", "venv", str(target)], say)
             pip = [str(target / "bin" / "python"), "-m", "pip", "install"]
             await _run(
                 [
@@ -103,7 +114,8 @@ class EnvCache:
                     *self.pip_args,
                     f"cog=={self.cog_version}",
                     *list(packages),
-                ]
+                ],
+                say,
             )
         except BaseException:
             shutil.rmtree(target, ignore_errors=True)
@@ -118,11 +130,21 @@ def _acquire(path: Path) -> int:
     return fd
 
 
-async def _run(argv: list[str]) -> None:
+async def _run(argv: list[str], say: BuildLog) -> None:
+    """Run a build step, passing each output line to ``say``; raise with the tail on failure."""
     proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
-    out, _ = await proc.communicate()
+    assert proc.stdout is not None
+    tail: deque[str] = deque(maxlen=60)
+    async for raw in proc.stdout:
+        line = raw.decode(errors="replace").rstrip()
+        tail.append(line)
+        say(line)
+    await proc.wait()
     if proc.returncode != 0:
-        text = out.decode(errors="replace")
-        raise EnvBuildFailed(f"`{' '.join(argv[:4])} …` failed:\n{text[-BUILD_LOG_TAIL:]}")
+        text = "\n".join(tail)[-BUILD_LOG_TAIL:]
+        raise EnvBuildFailed(f"`{' '.join(argv[:4])} …` failed:\n{text}")

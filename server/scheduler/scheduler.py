@@ -79,6 +79,12 @@ class Scheduler:
         await pool.ensure_instance()
         return pool.cold_start_s
 
+    async def retire(self, version_id: str) -> None:
+        """Stop a version's pool (it was deleted): drain in-flight work, stop its instance."""
+        pool = self.pools.pop(version_id, None)
+        if pool is not None:
+            await pool.stop(drain_timeout=self.settings.drain_timeout)
+
     def dequeue(self, version_id: str, prediction_id: str) -> bool:
         pool = self.pools.get(version_id)
         return pool is not None and pool.dequeue(prediction_id) is not None
