@@ -1,9 +1,11 @@
 """``create_app``: builds the FastAPI app around a ``Services`` container and owns its lifecycle.
 
-Start-up order: schema -> admin account -> register and build the served models -> resume
-unfinished predictions -> boot the served models' instances -> ready.
-Shutdown order (uvicorn has already stopped accepting connections): stop intake and drain the
-scheduler -> stop instances -> close the database.
+Start-up order: schema -> admin account -> register and build the served models -> start the
+metering writer (it ships what a previous run left) -> resume unfinished predictions -> boot the
+served models' instances -> ready.
+Shutdown order (uvicorn has already stopped accepting connections): cancel builds -> stop
+intake and drain the scheduler -> stop instances -> flush the metering writer -> close the
+database.
 """
 
 import os
@@ -20,6 +22,7 @@ from server.accounts import api as accounts_api
 from server.accounts.service import Account
 from server.deployments import api as deployments_api
 from server.logging import RequestLogMiddleware
+from server.metering import api as metering_api
 from server.models import api as models_api
 from server.models.service import VersionInfo, split_name
 from server.predictions import api as predictions_api
@@ -88,6 +91,8 @@ def create_app(services: Services, startup: Startup | None = None) -> FastAPI:
             await _serve_directory(services, admin, name, directory)
             for name, directory in startup.models
         ]
+        if services.metering is not None:
+            services.metering.start()
         await services.predictions.recover()
         cold: dict[str, float] = {}
         failed: dict[str, str] = {}
@@ -109,6 +114,8 @@ def create_app(services: Services, startup: Startup | None = None) -> FastAPI:
         finally:
             await services.builds.stop()
             await services.scheduler.stop()
+            if services.metering is not None:
+                await services.metering.stop()  # after the scheduler: its last records too
             await services.db.dispose()
             log.info("gateway_stopped")
 
@@ -126,6 +133,7 @@ def create_app(services: Services, startup: Startup | None = None) -> FastAPI:
     app.include_router(predictions_api.router)
     app.include_router(models_api.router)
     app.include_router(deployments_api.router)
+    app.include_router(metering_api.router)
     app.include_router(accounts_api.router)
 
     @app.get("/health", include_in_schema=False)

@@ -7,6 +7,8 @@ from server.clock import Clock, SystemClock
 from server.db import Database
 from server.deployments.service import DeploymentService
 from server.hardware import hardware_skus
+from server.metering.sinks import Sink, sink_from_settings
+from server.metering.writer import MeteringWriter
 from server.models.builds import BuildService
 from server.models.service import Builder, ModelService
 from server.predictions.service import PredictionService
@@ -29,6 +31,7 @@ class Services:
     predictions: PredictionService
     deployments: DeploymentService
     scheduler: Scheduler
+    metering: MeteringWriter | None
 
 
 def build_services(
@@ -38,6 +41,7 @@ def build_services(
     builder: Builder | None = None,
     clock: Clock | None = None,
     client_factory: ClientFactory | None = None,
+    sink: Sink | None = None,
 ) -> Services:
     clock = clock or SystemClock()
     db = Database(settings.resolved_database_url(), schema=settings.database_schema)
@@ -50,7 +54,12 @@ def build_services(
         builder = LocalBuilder(envs)
     models = ModelService(db, clock, hardware=hardware_skus)
     builds = BuildService(db, clock, models, builder, settings.data_dir)
-    predictions = PredictionService(db, clock, models)
+    metering = settings.metering if settings.metering.enabled else None
+    predictions = PredictionService(db, clock, models, metering=metering)
+    writer = None
+    if metering is not None:
+        writer = MeteringWriter(db, sink or sink_from_settings(settings), metering, clock)
+        predictions.on_usage_recorded = writer.notify
     scheduler = Scheduler(
         runtime or LocalRuntime(), predictions, settings.runtime, client_factory=client_factory
     )
@@ -65,4 +74,5 @@ def build_services(
         predictions=predictions,
         deployments=DeploymentService(db, clock, models),
         scheduler=scheduler,
+        metering=writer,
     )

@@ -4,7 +4,10 @@ Nested groups use ``__`` in the variable name, e.g. ``COGWAY_RUNTIME__START_TIME
 No module builds a ``Settings`` at import time; ``server.__main__`` and the tests do.
 """
 
+import socket
+from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +37,44 @@ class RuntimeSettings(BaseModel):
     """Seconds to wait for in-flight predictions when an instance stops."""
     pip_args: list[str] = Field(default_factory=list)
     """Extra arguments for every ``pip install`` into a predictor venv."""
+
+
+DEFAULT_PRICES_PER_SECOND = {  # USD per second of predict time, in the spirit of public prices
+    "cpu": Decimal("0.000100"),
+    "gpu-t4": Decimal("0.000225"),
+    "gpu-l40s": Decimal("0.000975"),
+    "gpu-a100": Decimal("0.001400"),
+    "gpu-h100": Decimal("0.001525"),
+}
+BATCH_RECORDS = 500  # a usage object holds at most this many records
+BATCH_AGE_S = 5.0  # ... and is written once its oldest record is this old
+MIN_BILLED_S = Decimal("0.1")  # time-billed predictions that ran are billed at least this long
+
+
+class MeteringSettings(BaseModel):
+    """Usage records: pricing, batching, and where the objects go."""
+
+    enabled: bool = True
+    gateway_id: str = Field(default_factory=socket.gethostname)
+    """Written into every record: which gateway produced it."""
+    currency: str = "USD"
+    prices_per_second: dict[str, Decimal] = Field(
+        default_factory=lambda: dict(DEFAULT_PRICES_PER_SECOND)
+    )
+    """Per hardware SKU; a SKU missing here is billed at the ``cpu`` price."""
+    price_per_invocation: dict[str, Decimal] = Field(default_factory=dict)
+    """Keyed by ``owner/name`` of a model or deployment (the deployment wins)."""
+    minimum_billed_seconds: Decimal = MIN_BILLED_S
+    batch_records: int = BATCH_RECORDS
+    batch_age: float = BATCH_AGE_S
+    sink: Literal["local", "s3"] = "local"
+    local_dir: Path | None = None
+    """Where the local sink writes; defaults to ``<data_dir>/usage``."""
+    s3_bucket: str = "cogway-usage"
+    s3_prefix: str = "usage/"
+    s3_endpoint_url: str | None = None
+    """Any S3-compatible store: MinIO, R2, Ceph, moto (``http://127.0.0.1:5000``)."""
+    s3_region: str = "us-east-1"
 
 
 class Settings(BaseSettings):
@@ -68,11 +109,15 @@ class Settings(BaseSettings):
     wait_max: int = WAIT_MAX_S
     cancel_wait: float = CANCEL_WAIT_S
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    metering: MeteringSettings = Field(default_factory=MeteringSettings)
 
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'cogway.db').resolve()}"
+
+    def resolved_usage_dir(self) -> Path:
+        return (self.metering.local_dir or self.data_dir / "usage").resolve()
 
     def resolved_env_cache_dir(self) -> Path:
         return (self.runtime.env_cache_dir or self.data_dir / "envs").resolve()

@@ -1,8 +1,8 @@
-"""The ``cogway`` command line: serve, tokens, push, rollback."""
+"""The ``cogway`` command line: serve, tokens, push, rollback, usage."""
 
 import argparse
 
-from server.cli import remote, serve
+from server.cli import remote, serve, usage
 
 
 def _remote_args(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +53,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     _remote_args(p_rollback)
     p_rollback.set_defaults(func=lambda a: remote.run(remote.rollback, a))
+
+    p_usage = sub.add_parser("usage", help="totals of the usage records (local dir or S3)")
+    p_usage.add_argument("--by", default="model", choices=["account", "model", "hardware", "day"])
+    p_usage.add_argument("--format", default="table", choices=["table", "csv", "json"])
+    p_usage.set_defaults(func=usage.usage)
 
     args = parser.parse_args(argv)
     args.func(args)

@@ -6,6 +6,7 @@ failed, or is still running, is never reachable.
 """
 
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +33,7 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 VERSION_RE = re.compile(r"^[0-9a-f]{64}$")
 REF_RE = re.compile(r"^(?P<owner>[^/:\s]+)/(?P<name>[^/:\s]+)(?::(?P<version>[0-9a-f]{64}))?$")
 VISIBILITIES = ("public", "private")
+LATEST_TTL_S = 2.0  # how stale a model's "latest version" may be seen from another replica
 
 
 class Builder(Protocol):
@@ -104,6 +106,10 @@ class ModelService:
         self.clock = clock
         self.hardware = hardware
         self._versions: dict[str, VersionInfo] = {}
+        # owner/name -> (expires, model row, latest runnable version): the hot path of
+        # model-scoped predictions. Local changes clear it; the TTL bounds what other gateway
+        # replicas sharing the database may change meanwhile.
+        self._latest: dict[tuple[str, str], tuple[float, ModelRow, VersionInfo | None]] = {}
 
     # -- models ------------------------------------------------------------------------------
 
@@ -159,6 +165,7 @@ class ModelService:
                 await session.commit()
             except IntegrityError:
                 raise errors.Conflict(f"Model {owner}/{name} already exists.") from None
+        self._latest.pop((owner, name), None)
         log.info("model_created", model=f"{owner}/{name}")
         return row
 
@@ -209,6 +216,7 @@ class ModelService:
     def forget(self, version_id: str) -> None:
         """Drop a cached version (its row changed: build finished, deleted)."""
         self._versions.pop(version_id, None)
+        self._latest.clear()
 
     async def version(self, version_id: str) -> VersionInfo | None:
         """A version by id, in any status; ready versions are cached (they never change)."""
@@ -317,6 +325,20 @@ class ModelService:
         log.info("version_deleted", version_id=version_id, model=info.model)
         return info
 
+    async def _latest_for(self, account: Account, owner: str, name: str) -> VersionInfo | None:
+        now = time.monotonic()
+        hit = self._latest.get((owner, name))
+        if hit is None or hit[0] < now:
+            model = await self.find_model(owner, name)
+            if model is None:
+                raise errors.InvalidVersion()
+            hit = (now + LATEST_TTL_S, model, await self.latest_version(model))
+            self._latest[(owner, name)] = hit
+        _, model, info = hit
+        if not (model.visibility == "public" or model.account_id == account.id):
+            raise errors.InvalidVersion()
+        return info
+
     async def resolve(self, account: Account, ref: str) -> VersionInfo:
         """A runnable version from ``<id>``, ``owner/name:<id>`` or ``owner/name`` (latest)."""
         info: VersionInfo | None = None
@@ -328,11 +350,7 @@ class ModelService:
                 if info is not None and info.model != f"{match['owner']}/{match['name']}":
                     info = None
             else:
-                try:
-                    model = await self.get_model(account, match["owner"], match["name"])
-                except errors.NotFound:
-                    raise errors.InvalidVersion() from None
-                info = await self.latest_version(model)
+                info = await self._latest_for(account, match["owner"], match["name"])
         if info is None or not info.visible_to(account) or not info.runnable:
             raise errors.InvalidVersion()
         return info

@@ -17,8 +17,11 @@ from sqlalchemy import select, update
 
 from server import errors, ids
 from server.accounts.service import Account
+from server.accounts.tables import AccountRow
 from server.clock import Clock
 from server.db import Database
+from server.metering.records import usage_row
+from server.metering.tables import UsageRow
 from server.models.service import ModelService, VersionInfo
 from server.pagination import Page, paginate
 from server.predictions.status import Status, can_transition
@@ -26,6 +29,7 @@ from server.predictions.tables import PredictionRow
 from server.predictions.validation import InputValidator
 from server.runtime.cog_client import CogResult
 from server.scheduler.scheduler import Scheduler
+from server.settings import MeteringSettings
 
 log = structlog.get_logger("server.predictions")
 
@@ -36,6 +40,7 @@ INTERRUPTED = "The prediction was interrupted: the gateway restarted while it wa
 class Prediction:
     id: str
     account_id: int
+    account: str
     model: str
     model_id: int
     version_id: str
@@ -57,10 +62,11 @@ class Prediction:
     done: asyncio.Event = field(default_factory=asyncio.Event, repr=False, compare=False)
 
     @classmethod
-    def from_row(cls, row: PredictionRow, model: str) -> "Prediction":
+    def from_row(cls, row: PredictionRow, model: str, account: str = "") -> "Prediction":
         p = cls(
             id=row.id,
             account_id=row.account_id,
+            account=account,
             model=model,
             model_id=row.model_id,
             version_id=row.version_id,
@@ -106,10 +112,19 @@ class CreateRequest:
 class PredictionService:
     """Owns prediction state; implements ``server.scheduler.events.PredictionEvents``."""
 
-    def __init__(self, db: Database, clock: Clock, models: ModelService) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        models: ModelService,
+        *,
+        metering: MeteringSettings | None = None,
+    ) -> None:
         self.db = db
         self.clock = clock
         self.models = models
+        self.metering = metering
+        self.on_usage_recorded: Callable[[], None] = lambda: None
         self.scheduler: Scheduler | None = None
         self._live: dict[str, Prediction] = {}
         self._validators: dict[str, InputValidator] = {}
@@ -136,6 +151,7 @@ class PredictionService:
         p = Prediction(
             id=ids.prediction_id(),
             account_id=account.id,
+            account=account.username,
             model=version.model,
             model_id=version.model_id,
             version_id=version.id,
@@ -305,12 +321,36 @@ class PredictionService:
             await session.execute(
                 update(PredictionRow).where(PredictionRow.id == p.id).values(**p.mutable_columns())
             )
+            if new.is_terminal() and self.metering is not None:
+                # The usage record commits with the terminal status: never one without the other.
+                session.add(await self._usage_row(p))
             await session.commit()
         log.info("prediction_status", prediction_id=p.id, status=new.value)
+        if new.is_terminal() and self.metering is not None:
+            self.on_usage_recorded()
         if new.is_terminal():
             p.done.set()
             self._live.pop(p.id, None)
         return True
+
+    async def _usage_row(self, p: Prediction) -> UsageRow:
+        assert self.metering is not None
+        assert p.completed_at is not None
+        version = await self.models.version(p.version_id)
+        return usage_row(
+            prediction_id=p.id,
+            account=p.account,
+            model=p.model,
+            version=p.version_id,
+            deployment=p.deployment,
+            hardware=version.hardware if version else "cpu",
+            status=p.status.value,
+            created_at=p.created_at,
+            started_at=p.started_at,
+            completed_at=p.completed_at,
+            predict_time=float(p.metrics.get("predict_time", 0.0)),
+            settings=self.metering,
+        )
 
     # -- start-up ------------------------------------------------------------------------------
 
@@ -323,18 +363,19 @@ class PredictionService:
         """
         async with self.db.session() as session:
             rows = (
-                await session.scalars(
-                    select(PredictionRow)
+                await session.execute(
+                    select(PredictionRow, AccountRow.username)
+                    .join(AccountRow, AccountRow.id == PredictionRow.account_id)
                     .where(PredictionRow.status.in_([Status.STARTING, Status.PROCESSING]))
                     .order_by(PredictionRow.created_at)
                 )
             ).all()
         resumed = failed = 0
-        for row in rows:
+        for row, username in rows:
             if row.id in self._live:
                 continue
             version = await self.models.version(row.version_id)
-            p = Prediction.from_row(row, version.model if version else "unknown/unknown")
+            p = Prediction.from_row(row, version.model if version else "unknown/unknown", username)
             self._live[p.id] = p
             if version is None or p.status is Status.PROCESSING:
                 await self._transition(p, Status.FAILED, error=INTERRUPTED)

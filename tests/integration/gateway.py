@@ -49,10 +49,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def run_gateway(data_dir: Path, models: dict[str, Path]) -> Iterator[Gateway]:
+def run_gateway(
+    data_dir: Path, models: dict[str, Path], *, env: dict[str, str] | None = None
+) -> Iterator[Gateway]:
     port = free_port()
+    extra = env or {}
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("COGWAY_")},
+        **extra,
         "COGWAY_DATA_DIR": str(data_dir),
         "COGWAY_ADMIN_TOKEN": ADMIN_TOKEN,
         "COGWAY_RUNTIME__ENV_CACHE_DIR": str(ENV_CACHE),

@@ -1,0 +1,184 @@
+"""The metering writer: ships usage records from the outbox to the sink, exactly once.
+
+A batch is claimed (its rows get the object key) in one transaction, then put, then marked
+shipped. Keys are named from the batch's first and last sequence numbers, so after a crash or a
+failed put the same rows go to the same key again: a retry overwrites, never duplicates.
+Batches close at ``batch_records`` records or when the oldest record is ``batch_age`` old.
+A failing sink is retried with capped exponential backoff while records wait in the outbox;
+``stop()`` flushes what is left.
+"""
+
+import asyncio
+import contextlib
+import random
+from datetime import datetime
+
+import structlog
+from sqlalchemy import func, select, update
+
+from server.clock import Clock
+from server.db import Database
+from server.metering.sinks import Sink, encode_batch, object_key
+from server.metering.tables import UsageRow
+from server.settings import MeteringSettings
+
+log = structlog.get_logger("server.metering.writer")
+
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 30.0
+FLUSH_TIMEOUT_S = 30.0  # how long stop() keeps trying to ship what is left
+
+
+def backoff(attempt: int, *, base: float = BACKOFF_BASE_S, cap: float = BACKOFF_CAP_S) -> float:
+    """Delay before retry ``attempt`` (1, 2, …): base * 2^(attempt-1), capped, +-20 % jitter."""
+    delay = min(cap, base * 2 ** max(attempt - 1, 0))
+    return float(delay * random.uniform(0.8, 1.2))
+
+
+class MeteringWriter:
+    def __init__(self, db: Database, sink: Sink, settings: MeteringSettings, clock: Clock) -> None:
+        self.db = db
+        self.sink = sink
+        self.settings = settings
+        self.clock = clock
+        self.shipped_records = 0
+        self.failures = 0
+        self._wake = asyncio.Event()  # set by notify() and stop()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def notify(self) -> None:
+        """A record was written; check whether a batch is due."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="metering-writer")
+
+    async def stop(self) -> None:
+        """Close the open batch and ship everything left (bounded by FLUSH_TIMEOUT_S)."""
+        self._stop.set()
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, FLUSH_TIMEOUT_S)
+            except TimeoutError:
+                log.warning("metering_flush_incomplete", pending=await self.pending())
+            self._task = None
+
+    async def pending(self) -> int:
+        async with self.db.session() as session:
+            count = await session.scalar(
+                select(func.count()).select_from(UsageRow).where(UsageRow.shipped_at.is_(None))
+            )
+        return int(count or 0)
+
+    async def _run(self) -> None:
+        ensure = getattr(self.sink, "ensure_bucket", None)
+        if ensure is not None:
+            try:
+                await ensure()
+            except Exception as exc:  # the put retries will report it properly
+                log.warning("metering_bucket_check_failed", error=repr(exc)[:300])
+        attempt = 0
+        while True:
+            # Cleared before looking for work, so a notify() that lands meanwhile is not lost.
+            self._wake.clear()
+            stopping = self._stop.is_set()
+            try:
+                shipped = await self.ship_once(force=stopping)
+                attempt = 0
+            except Exception as exc:
+                attempt += 1
+                self.failures += 1
+                delay = backoff(attempt)
+                log.warning(
+                    "metering_put_failed", error=repr(exc)[:300], attempt=attempt, retry_in=delay
+                )
+                if stopping and attempt >= 3:
+                    return
+                await _wait(self._stop, delay)  # new records do not cut a backoff short
+                continue
+            if shipped:
+                continue
+            if stopping:
+                return
+            await _wait(self._wake, await self._next_due())
+
+    async def _next_due(self) -> float:
+        """Seconds until the oldest unclaimed record makes a batch due (idle: a while)."""
+        async with self.db.session() as session:
+            oldest = await session.scalar(
+                select(func.min(UsageRow.completed_at)).where(UsageRow.batch_key.is_(None))
+            )
+        if oldest is None:
+            return 60.0
+        age = (self.clock.now() - oldest).total_seconds()
+        return max(0.0, self.settings.batch_age - age)
+
+    async def ship_once(self, *, force: bool = False) -> bool:
+        """Ship one batch: an already claimed one first (crash recovery), else a due one."""
+        key = await self._claimed_batch() or await self._claim(force=force)
+        if key is None:
+            return False
+        async with self.db.session() as session:
+            rows = (
+                await session.scalars(
+                    select(UsageRow).where(UsageRow.batch_key == key).order_by(UsageRow.seq)
+                )
+            ).all()
+        records = [{**row.record, "sequence": row.seq} for row in rows]
+        await self.sink.put(key, encode_batch(records))
+        async with self.db.session() as session:
+            await session.execute(
+                update(UsageRow)
+                .where(UsageRow.batch_key == key, UsageRow.shipped_at.is_(None))
+                .values(shipped_at=self.clock.now())
+            )
+            await session.commit()
+        self.shipped_records += len(records)
+        log.info("metering_batch_shipped", key=key, records=len(records))
+        return True
+
+    async def _claimed_batch(self) -> str | None:
+        async with self.db.session() as session:
+            key: str | None = await session.scalar(
+                select(UsageRow.batch_key)
+                .where(UsageRow.batch_key.is_not(None), UsageRow.shipped_at.is_(None))
+                .order_by(UsageRow.seq)
+                .limit(1)
+            )
+        return key
+
+    async def _claim(self, *, force: bool) -> str | None:
+        """Give the next due batch of unclaimed records its object key, atomically."""
+        limit = self.settings.batch_records
+        async with self.db.session() as session:
+            stmt = (
+                select(UsageRow.seq, UsageRow.completed_at)
+                .where(UsageRow.batch_key.is_(None))
+                .order_by(UsageRow.seq)
+                .limit(limit)
+            )
+            if not self.db.is_sqlite:
+                stmt = stmt.with_for_update(skip_locked=True)
+            rows = (await session.execute(stmt)).all()
+            if not rows or not (force or len(rows) >= limit or self._aged(rows[0][1])):
+                return None
+            first, last = rows[0][0], rows[-1][0]
+            key = object_key(first, last, rows[0][1])
+            await session.execute(
+                update(UsageRow)
+                .where(UsageRow.seq.between(first, last), UsageRow.batch_key.is_(None))
+                .values(batch_key=key)
+            )
+            await session.commit()
+        return key
+
+    def _aged(self, completed_at: datetime) -> bool:
+        return (self.clock.now() - completed_at).total_seconds() >= self.settings.batch_age
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    """Wait until ``event`` is set or ``seconds`` pass, whichever is first."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
