@@ -2,11 +2,12 @@
 
 from typing import Annotated, Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import APIRouter, Query
 
 from server import errors
 from server.deps import CurrentAccount, ServicesDep
-from server.metering.usage import Dimension, usage_report
+from server.metering.usage import Dimension, MixedCurrencies, usage_report
 
 router = APIRouter(prefix="/v1")
 
@@ -22,4 +23,9 @@ async def get_usage(
         raise errors.Forbidden("Usage totals are for admins.")
     if services.metering is None:
         raise errors.NotFound("Metering is switched off (COGWAY_METERING__ENABLED=false).")
-    return await usage_report(services.metering.sink, by)
+    try:
+        return await usage_report(services.metering.sink, by)
+    except MixedCurrencies as exc:
+        raise errors.Conflict(str(exc)) from None
+    except (OSError, BotoCoreError, ClientError) as exc:
+        raise errors.ServiceUnavailable(f"Cannot read usage from the sink: {exc}") from None

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -14,6 +14,21 @@ from server.models.tables import ModelRow
 from server.services import Services
 
 router = APIRouter(prefix="/v1")
+
+
+class BuildFailed(errors.APIError):
+    """The version's build failed."""
+
+    status_code = 422
+    title = "Build failed"
+
+    def __init__(self, detail: str, version_id: str, logs: str) -> None:
+        super().__init__(detail)
+        self.version_id = version_id
+        self.logs = logs
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "version": self.version_id, "logs": self.logs}
 
 
 class ModelCreate(BaseModel):
@@ -89,9 +104,17 @@ async def get_model(
 
 @router.post("/models/{owner}/{name}/versions", status_code=201)
 async def push_version(
-    owner: str, name: str, request: Request, account: CurrentAccount, services: ServicesDep
+    owner: str,
+    name: str,
+    request: Request,
+    account: CurrentAccount,
+    services: ServicesDep,
+    prefer: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
-    """Our extension of Replicate's API: the body is the predictor directory as a tar.gz."""
+    """Our extension of Replicate's API: the body is the predictor directory as a tar.gz.
+
+    Answers at once with the version ``building``; with ``Prefer: wait`` it answers when the
+    build is done, and a failed build is a 422 problem with the build log."""
     await services.models.get_model(account, owner, name)  # 404 before reading the upload
     settings = services.settings
     limit = settings.push_max_bytes
@@ -99,8 +122,12 @@ async def push_version(
         archive = work.path / "upload.tar.gz"
         await upload.receive(request.stream(), archive, limit=limit)
         directory = upload.extract(archive, work.path / "src", limit=limit)
-        version = await services.builds.push(account, f"{owner}/{name}", directory)
-    status = 201 if version.status == "building" else 200
+        wait = bool(prefer and "wait" in prefer.lower())
+        version = await services.builds.push(account, f"{owner}/{name}", directory, wait=wait)
+    if version.status == "failed":
+        build = await services.builds.status(version)
+        raise BuildFailed(version.build_error or "The build failed.", version.id, build.logs)
+    status = 201 if version.status == "building" or wait else 200
     return JSONResponse(render_version(version), status_code=status)
 
 

@@ -20,6 +20,7 @@ GZIP = {"Content-Type": "application/gzip"}
 def predictor(tmp_path: Path, body: str = "", *, yaml: str | None = None) -> Path:
     """A copy of the echo predictor, optionally with extra code (a code-only change)."""
     directory = tmp_path / "pred"
+    tmp_path.mkdir(parents=True, exist_ok=True)
     shutil.copytree(FIXTURES / "echo", directory, dirs_exist_ok=True)
     if body:
         (directory / "predict.py").write_text((directory / "predict.py").read_text() + body)
@@ -220,3 +221,19 @@ async def test_delete_version(api: Api, tmp_path: Path) -> None:
     assert (await api.client.get(f"/v1/predictions/{ran['id']}")).json()["status"] == "succeeded"
     model = (await api.client.get("/v1/models/acme/echo")).json()
     assert model["latest_version"]["id"] == api.version_id
+
+
+async def test_prefer_wait_push_fails_with_the_build_log(api: Api, tmp_path: Path) -> None:
+    """With Prefer: wait a push answers when built; a failed build is a 422 with its log."""
+    url = "/v1/models/acme/echo/versions"
+    bad = archive(predictor(tmp_path / "bad", "\n# FAIL_BUILD\n"))
+    resp = await api.client.post(url, content=bad, headers={**GZIP, "Prefer": "wait"})
+    assert resp.status_code == 422
+    body = resp.json()
+    assert body["title"] == "Build failed"
+    assert "no matching distribution" in body["detail"]
+    assert "fake build" in body["logs"]
+    good = archive(predictor(tmp_path / "good", "\n# fine\n"))
+    resp = await api.client.post(url, content=good, headers={**GZIP, "Prefer": "wait"})
+    assert resp.status_code == 201
+    assert resp.json()["status"] == "ready"

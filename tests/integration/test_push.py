@@ -12,6 +12,7 @@ import httpx
 import pytest
 from replicate.client import Client
 
+from server.cli.remote import archive
 from tests.conftest import FIXTURES, ROOT
 from tests.integration.gateway import Gateway, run_gateway
 
@@ -159,3 +160,30 @@ def test_deployment_update_and_rollback(gateway: Gateway, tmp_path: Path) -> Non
     in_use = httpx.delete(f"{gateway.url}/v1/models/admin/greeter/versions/{v1}", headers=auth)
     assert in_use.status_code == 409
     client._client.close()
+
+
+def test_a_predictor_that_does_not_import_is_a_422_with_its_log(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    """With Prefer: wait, the push answers 422 with the build log; nothing can run it."""
+    broken = tmp_path / "noimport"
+    shutil.copytree(FIXTURES / "echo", broken)
+    (broken / "predict.py").write_text("import cogway_missing_module\n")
+    auth = {"Authorization": f"Bearer {gateway.token}"}
+    httpx.post(
+        f"{gateway.url}/v1/models", json={"owner": "admin", "name": "noimport"}, headers=auth
+    )
+    resp = httpx.post(
+        f"{gateway.url}/v1/models/admin/noimport/versions",
+        content=archive(broken),
+        headers={**auth, "Content-Type": "application/gzip", "Prefer": "wait"},
+        timeout=120,
+    )
+    assert resp.status_code == 422
+    body = resp.json()
+    assert "No module named 'cogway_missing_module'" in body["detail"]
+    assert "Loading predict.py:Predictor" in body["logs"]
+    run = httpx.post(
+        f"{gateway.url}/v1/models/admin/noimport/predictions", json={"input": {}}, headers=auth
+    )
+    assert run.status_code == 422
