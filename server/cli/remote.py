@@ -104,7 +104,7 @@ def _follow_build(
         while True:
             status = _check(http.get(url, params={"offset": offset}))
             for line in status["logs"].splitlines():
-                console.print(f"  [dim]{line}[/]", highlight=False, markup=False)
+                console.print(f"  {line}", style="dim", highlight=False, markup=False)
             offset = status["offset"]
             if status["status"] != "building":
                 return status
