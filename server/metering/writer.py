@@ -27,6 +27,7 @@ log = structlog.get_logger("server.metering.writer")
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 30.0
 FLUSH_TIMEOUT_S = 30.0  # how long stop() keeps trying to ship what is left
+IDLE_WAIT_S = 60.0  # with nothing pending, look again after this long (or when woken)
 
 
 def backoff(attempt: int, *, base: float = BACKOFF_BASE_S, cap: float = BACKOFF_CAP_S) -> float:
@@ -44,12 +45,18 @@ class MeteringWriter:
         self.shipped_records = 0
         self.failures = 0
         self._wake = asyncio.Event()  # set by notify() and stop()
+        self._idle = True  # sleeping with no record pending
+        self._recorded = 0  # records notified since the writer last looked
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def notify(self) -> None:
-        """A record was written; check whether a batch is due."""
-        self._wake.set()
+        """A record was written. Wake the writer only when that can change what it does: it
+        sleeps with nothing pending (the record starts the age clock), or a full batch may be
+        ready. Otherwise it is already sleeping until the oldest record's batch is due."""
+        self._recorded += 1
+        if self._idle or self._recorded >= self.settings.batch_records:
+            self._wake.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="metering-writer")
@@ -83,6 +90,7 @@ class MeteringWriter:
         while True:
             # Cleared before looking for work, so a notify() that lands meanwhile is not lost.
             self._wake.clear()
+            self._recorded = 0
             stopping = self._stop.is_set()
             try:
                 shipped = await self.ship_once(force=stopping)
@@ -102,7 +110,11 @@ class MeteringWriter:
                 continue
             if stopping:
                 return
-            await _wait(self._wake, await self._next_due())
+            self._idle = True  # before the query: a record written meanwhile wakes us
+            delay = await self._next_due()
+            self._idle = delay >= IDLE_WAIT_S
+            await _wait(self._wake, delay)
+            self._idle = False
 
     async def _next_due(self) -> float:
         """Seconds until the oldest unclaimed record makes a batch due (idle: a while)."""
@@ -111,7 +123,7 @@ class MeteringWriter:
                 select(func.min(UsageRow.completed_at)).where(UsageRow.batch_key.is_(None))
             )
         if oldest is None:
-            return 60.0
+            return IDLE_WAIT_S
         age = (self.clock.now() - oldest).total_seconds()
         return max(0.0, self.settings.batch_age - age)
 
