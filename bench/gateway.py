@@ -37,7 +37,6 @@ import argparse
 import asyncio
 import json
 import math
-import os
 import sys
 import tempfile
 import time
@@ -52,6 +51,8 @@ import aiohttp
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
+
+from measure import log_problems, percentile_ms, process_cpu_s  # noqa: E402  (bench/measure.py)
 
 from tests.integration.gateway import Gateway, run_gateway  # noqa: E402
 
@@ -104,15 +105,6 @@ class Cell:
 Op = Callable[[aiohttp.ClientSession], Awaitable[None]]
 
 
-def percentile_ms(samples: list[float], pct: float) -> float:
-    """Nearest-rank percentile of ``samples`` (seconds), in milliseconds; NaN when empty."""
-    if not samples:
-        return math.nan
-    ordered = sorted(samples)
-    rank = max(1, math.ceil(pct / 100 * len(ordered)))
-    return ordered[rank - 1] * 1000
-
-
 # --- finding the Cog instance ------------------------------------------------------------------
 
 
@@ -132,28 +124,6 @@ def wait_for_cold_start(gw: Gateway, timeout: float = READY_LOG_TIMEOUT_S) -> fl
                 return float(value) if isinstance(value, int | float) else None
         time.sleep(0.1)
     return None
-
-
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of one process (``/proc/<pid>/stat``)."""
-    stat = (Path("/proc") / str(pid) / "stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def log_problems(gw: Gateway) -> Counter[str]:
-    """Gateway log lines at warning level or above, counted by level and event."""
-    found: Counter[str] = Counter()
-    for line in gw.log_path.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:  # the start-up banner is plain text; tracebacks are not
-            if "Traceback" in line or "Error" in line:
-                found[f"non-JSON: {line[:100]}"] += 1
-            continue
-        if isinstance(record, dict) and record.get("level") in {"warning", "error", "critical"}:
-            found[f"{record.get('level')} {record.get('event')}"] += 1
-    return found
 
 
 def cog_port(gw: Gateway) -> int:
@@ -367,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             cells = asyncio.run(bench(gw, port, concurrencies, args.warmup, args.window))
-            problems = log_problems(gw)
+            problems = log_problems(gw.log_path)
     print_report(cells, cold_start_s, problems)
     return 0
 

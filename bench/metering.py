@@ -63,6 +63,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from measure import log_problems, percentile_ms, process_cpu_s  # noqa: E402  (bench/measure.py)
+
 from server.clock import SystemClock  # noqa: E402
 from server.db import Database  # noqa: E402
 from server.logging import configure_logging  # noqa: E402
@@ -347,36 +349,6 @@ class GatewayRun:
     records: int | None  # usage records found in the local sink after the gateway stopped
     objects: int | None
     problems: Counter[str]
-
-
-def percentile_ms(samples: list[float], pct: float) -> float:
-    """Nearest-rank percentile of ``samples`` (seconds), in milliseconds; NaN when empty."""
-    if not samples:
-        return math.nan
-    ordered = sorted(samples)
-    return ordered[max(1, math.ceil(pct / 100 * len(ordered))) - 1] * 1000
-
-
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of one process (``/proc/<pid>/stat``)."""
-    stat = (Path("/proc") / str(pid) / "stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def log_problems(log_path: Path) -> Counter[str]:
-    """Gateway log lines at warning level or above, counted by level and event."""
-    found: Counter[str] = Counter()
-    for line in log_path.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if "Traceback" in line or "Error" in line:
-                found[f"non-JSON: {line[:100]}"] += 1
-            continue
-        if isinstance(record, dict) and record.get("level") in {"warning", "error", "critical"}:
-            found[f"{record.get('level')} {record.get('event')}"] += 1
-    return found
 
 
 class Predict:
