@@ -79,13 +79,18 @@ class MeteringWriter:
             )
         return int(count or 0)
 
-    async def _run(self) -> None:
+    async def _ensure_bucket(self) -> None:
+        """Create the bucket if the sink has one and it is missing (a store that came back
+        empty, a first start); best effort, the puts report real failures."""
         ensure = getattr(self.sink, "ensure_bucket", None)
         if ensure is not None:
             try:
                 await ensure()
-            except Exception as exc:  # the put retries will report it properly
+            except Exception as exc:
                 log.warning("metering_bucket_check_failed", error=repr(exc)[:300])
+
+    async def _run(self) -> None:
+        await self._ensure_bucket()
         attempt = 0
         while True:
             # Cleared before looking for work, so a notify() that lands meanwhile is not lost.
@@ -105,6 +110,7 @@ class MeteringWriter:
                 if stopping and attempt >= 3:
                     return
                 await _wait(self._stop, delay)  # new records do not cut a backoff short
+                await self._ensure_bucket()
                 continue
             if shipped:
                 continue

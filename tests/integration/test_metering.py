@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from botocore.exceptions import ClientError
 
 from server.metering.sinks import decode_object
 from tests.conftest import FIXTURES, ROOT
@@ -162,3 +163,30 @@ def test_sigkill_before_upload_ships_after_restart_once(
     counts = Counter(r["prediction_id"] for r in raw_records(moto_server.endpoint_url, bucket))
     assert sorted(counts) == sorted(ids)
     assert set(counts.values()) == {1}
+
+
+def test_a_store_that_comes_back_empty_gets_its_bucket_again(
+    s3_proxy: S3Proxy, tmp_path: Path, moto_server: Any
+) -> None:
+    """If the bucket disappears (a store restarted without its data), the writer recreates it
+    and the records written meanwhile still land."""
+    bucket = fresh_bucket(moto_server.endpoint_url)
+    s3 = s3_client(moto_server.endpoint_url)
+    env = metering_env(s3_proxy, bucket, batch=2, age=0.2)
+    with run_gateway(tmp_path / "gw", MODELS, env=env) as gw:
+        predict(gw, "before")
+        wait_for(lambda: len(raw_records(moto_server.endpoint_url, bucket)) >= 1)
+        for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+            s3.delete_object(Bucket=bucket, Key=obj["Key"])
+        s3.delete_bucket(Bucket=bucket)
+        later = [predict(gw, f"after{i}") for i in range(3)]
+
+        def landed() -> bool:
+            try:
+                return len(raw_records(moto_server.endpoint_url, bucket)) >= 3
+            except ClientError:  # NoSuchBucket until the writer recreates it
+                return False
+
+        wait_for(landed, timeout=60)
+    ids = [r["prediction_id"] for r in raw_records(moto_server.endpoint_url, bucket)]
+    assert sorted(ids) == sorted(later)
