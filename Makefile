@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast lint fmt typecheck clean bench
+.PHONY: install run test test-fast lint fmt clean bench demo
+
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,3 +41,7 @@ bench: install
 
 clean:
 	rm -rf .cogway .cache .mypy_cache .ruff_cache .pytest_cache
+
+## push every example predictor to the gateway `make run` serves and run each once (timings)
+demo: install
+	$(BIN)/cogway demo

@@ -2,7 +2,7 @@
 
 import argparse
 
-from server.cli import remote, serve, usage
+from server.cli import demo, remote, serve, usage
 
 
 def _remote_args(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +53,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     _remote_args(p_rollback)
     p_rollback.set_defaults(func=lambda a: remote.run(remote.rollback, a))
+
+    p_demo = sub.add_parser("demo", help="push every example predictor and run each once")
+    p_demo.add_argument("--predictors", default="predictors", help="where the examples live")
+    _remote_args(p_demo)
+    p_demo.set_defaults(func=lambda a: remote.run(demo.demo, a))
 
     p_usage = sub.add_parser("usage", help="totals of the usage records (local dir or S3)")
     p_usage.add_argument("--by", default="model", choices=["account", "model", "hardware", "day"])

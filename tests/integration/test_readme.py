@@ -32,10 +32,13 @@ EXPECTED = {
         '"field":"input.repeat"',
         '"username":"admin"',
     ],
-    "REPLICATE_BASE_URL": ["hello Python", "succeeded hello waited", "canceled"],
+    'replicate.run("local/hello"': ["hello Python", "succeeded hello waited", "canceled"],
     "cogway push predictors/fixtures/typed": ['"output":"pushed:2:0.5:red"'],
     "/v1/deployments": ['"output":"hello deployment"', '"number":2', "is at release 3"],
     "cogway usage --by model": ["local/hello", '"by":"account"'],
+    "predictors/embeddings --model": ['"model":"admin/embeddings"', "similar: 0."],
+    "predictors/vad --model": ["succeeded segments: [{", "wrote speech-only.wav"],
+    "predictors/stream --model": ["beginning to get"],
 }
 
 
