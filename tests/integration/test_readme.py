@@ -36,9 +36,13 @@ EXPECTED = {
     "cogway push predictors/fixtures/typed": ['"output":"pushed:2:0.5:red"'],
     "/v1/deployments": ['"output":"hello deployment"', '"number":2', "is at release 3"],
     "cogway usage --by model": ["local/hello", '"by":"account"'],
-    "predictors/embeddings --model": ['"model":"admin/embeddings"', "similar: 0."],
-    "predictors/vad --model": ["succeeded segments: [{", "wrote speech-only.wav"],
-    "predictors/stream --model": ["beginning to get"],
+    "predictors/embeddings --model": [
+        '"model":"admin/embeddings"',
+        "succeeded 384 dimensions",
+        "similar: 0.",
+    ],
+    "predictors/vad --model": ["succeeded [{", "s of speech", "wrote speech-only.wav:"],
+    "predictors/stream --model": ["beginning to get", "tokens so far"],
 }
 
 
