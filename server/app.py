@@ -87,6 +87,7 @@ def create_app(services: Services, startup: Startup | None = None) -> FastAPI:
             os.chmod(token_file, 0o600)
         elif admin_token is not None or token_file is None or not token_file.exists():
             token_file = None
+        await services.builds.recover()
         versions = [
             await _serve_directory(services, admin, name, directory)
             for name, directory in startup.models

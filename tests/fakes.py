@@ -54,8 +54,11 @@ class FakeBuilder:
         self.builds += 1
         if log is not None:
             log("fake build")
-        if "FAIL_BUILD" in (source_dir / config.predict_ref.partition(":")[0]).read_text():
+        code = (source_dir / config.predict_ref.partition(":")[0]).read_text()
+        if "FAIL_BUILD" in code:
             raise EnvBuildFailed("pip install failed: no matching distribution for nothing==0")
+        if "HANG_BUILD" in code:  # until the gateway stops (as if it died mid-build)
+            await asyncio.Event().wait()
         return BuildResult(source_dir, self.schema, config.concurrency or 1, "0.23.1")
 
 

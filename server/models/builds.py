@@ -26,6 +26,8 @@ from server.runtime.envs import find_python
 
 log = structlog.get_logger("server.models.builds")
 
+INTERRUPTED_BUILD = "The build was interrupted by a gateway restart; push again to rebuild."
+
 
 @dataclass
 class Build:
@@ -66,7 +68,13 @@ class BuildService:
         find_python(config.python_version)  # a clear 422 now rather than a failed build later
         version_id = source.digest(directory, full_name)
         existing = await self.models.version(version_id)
-        if existing is not None and existing.status != "failed" and not existing.deleted:
+        in_flight = version_id in self._builds
+        reusable = (
+            existing is not None
+            and not existing.deleted
+            and (existing.status == "ready" or (existing.status == "building" and in_flight))
+        )
+        if reusable:
             build = self._builds.get(version_id)
             if wait and build is not None and build.task is not None:
                 await asyncio.shield(build.task)
@@ -161,6 +169,21 @@ class BuildService:
             text = row.build_log + ("\n" if row.build_log else "")
             status, error = row.status, row.build_error
         return BuildStatus(status, text[offset:], len(text), error)
+
+    async def recover(self) -> int:
+        """Fail the builds a previous run left ``building`` (their task died with it); the
+        next push of the same content builds them again. Returns how many there were."""
+        async with self.db.session() as session:
+            result = await session.execute(
+                update(VersionRow)
+                .where(VersionRow.status == "building")
+                .values(status="failed", build_error=INTERRUPTED_BUILD)
+            )
+            await session.commit()
+        count = int(getattr(result, "rowcount", 0) or 0)
+        if count:
+            log.warning("version_builds_interrupted", count=count)
+        return count
 
     async def stop(self) -> None:
         """Cancel builds in flight (they are redone by the next push of the same content)."""

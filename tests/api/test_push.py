@@ -237,3 +237,22 @@ async def test_prefer_wait_push_fails_with_the_build_log(api: Api, tmp_path: Pat
     resp = await api.client.post(url, content=good, headers={**GZIP, "Prefer": "wait"})
     assert resp.status_code == 201
     assert resp.json()["status"] == "ready"
+
+
+async def test_a_build_cut_by_a_restart_is_failed_then_rebuilt(tmp_path: Path) -> None:
+    """A version left 'building' by a dead gateway is marked failed at start; pushing the same
+    content again builds it."""
+    settings = make_settings(tmp_path / "data")
+    hanging = predictor(tmp_path / "src", "\n# HANG_BUILD\n")
+    async for api in open_api(settings, FakeRuntime()):
+        created = await push(api, hanging)
+        assert created["status"] == "building"
+    async for api in open_api(settings, FakeRuntime()):
+        url = f"/v1/models/acme/echo/versions/{created['id']}/build"
+        build = (await api.client.get(url)).json()
+        assert build["status"] == "failed"
+        assert "interrupted by a gateway restart" in build["error"]
+        again = await push(api, hanging)
+        assert again["id"] == created["id"]
+        assert again["status"] == "building"  # a build runs again; the failure is not final
+        assert str(created["id"]) in api.services.builds._builds
