@@ -28,6 +28,7 @@ from server.models.service import VersionInfo, split_name
 from server.predictions import api as predictions_api
 from server.scheduler.instance import SetupFailed
 from server.services import Services
+from server.webhooks import api as webhooks_api
 
 log = structlog.get_logger("server.app")
 
@@ -135,6 +136,7 @@ def create_app(services: Services, startup: Startup | None = None) -> FastAPI:
     app.include_router(models_api.router)
     app.include_router(deployments_api.router)
     app.include_router(metering_api.router)
+    app.include_router(webhooks_api.router)
     app.include_router(accounts_api.router)
 
     @app.get("/health", include_in_schema=False)

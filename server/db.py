@@ -73,6 +73,7 @@ class Database:
         from server.metering import tables as _metering  # noqa: F401
         from server.models import tables as _models  # noqa: F401
         from server.predictions import tables as _predictions  # noqa: F401
+        from server.webhooks import tables as _webhooks  # noqa: F401
 
         async with self.engine.begin() as conn:
             if self.schema and not self.is_sqlite:

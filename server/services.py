@@ -18,6 +18,7 @@ from server.runtime.envs import EnvCache
 from server.runtime.local import LocalRuntime
 from server.scheduler.scheduler import ClientFactory, Scheduler
 from server.settings import Settings
+from server.webhooks.service import WebhookService
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Services:
     deployments: DeploymentService
     scheduler: Scheduler
     metering: MeteringWriter | None
+    webhooks: WebhookService
 
 
 def build_services(
@@ -75,4 +77,5 @@ def build_services(
         deployments=DeploymentService(db, clock, models),
         scheduler=scheduler,
         metering=writer,
+        webhooks=WebhookService(db, clock),
     )

@@ -53,3 +53,16 @@ async def test_account(api: Api) -> None:
         "name": "admin",
         "github_url": None,
     }
+
+
+async def test_webhook_secret_is_stable_per_account(api: Api) -> None:
+    """GET /v1/webhooks/default/secret: whsec_…, the same on every call, one per account."""
+    first = (await api.client.get("/v1/webhooks/default/secret")).json()
+    again = (await api.client.get("/v1/webhooks/default/secret")).json()
+    assert first == again
+    assert first["key"].startswith("whsec_")
+    bob = await api.services.accounts.create_token("bob")
+    other = await api.client.get(
+        "/v1/webhooks/default/secret", headers={"Authorization": f"Bearer {bob}"}
+    )
+    assert other.json()["key"] != first["key"]

@@ -1,0 +1,1 @@
+"""Webhooks: signing keys per account and Standard Webhooks signatures (delivery comes next)."""
