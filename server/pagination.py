@@ -52,13 +52,15 @@ async def paginate(
     session: AsyncSession,
     stmt: Select[Any],
     *,
-    created: InstrumentedAttribute[Any],
-    ident: InstrumentedAttribute[Any],
     cursor: str | None,
     url_for: Callable[[str], str],
     limit: int | None = None,
 ) -> Page[Any]:
-    """Run ``stmt`` (a select of one entity) one page at a time, newest first."""
+    """Run ``stmt`` (a select of one table's rows) one page at a time, newest first, keyed by
+    the table's ``created_at`` and ``id`` columns."""
+    entity = stmt.column_descriptions[0]["entity"]
+    created: InstrumentedAttribute[Any] = entity.created_at
+    ident: InstrumentedAttribute[Any] = entity.id
     limit = limit or PAGE_SIZE
     direction = "next"
     if cursor:

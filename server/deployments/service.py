@@ -152,8 +152,6 @@ class DeploymentService:
             page = await paginate(
                 session,
                 stmt,
-                created=DeploymentRow.created_at,
-                ident=DeploymentRow.id,
                 cursor=cursor,
                 url_for=url_for,
             )

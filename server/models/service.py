@@ -205,8 +205,6 @@ class ModelService:
             return await paginate(
                 session,
                 stmt,
-                created=ModelRow.created_at,
-                ident=ModelRow.id,
                 cursor=cursor,
                 url_for=url_for,
             )
@@ -285,8 +283,6 @@ class ModelService:
             page = await paginate(
                 session,
                 stmt,
-                created=VersionRow.created_at,
-                ident=VersionRow.id,
                 cursor=cursor,
                 url_for=url_for,
             )

@@ -210,8 +210,6 @@ class PredictionService:
             page = await paginate(
                 session,
                 stmt,
-                created=PredictionRow.created_at,
-                ident=PredictionRow.id,
                 cursor=cursor,
                 url_for=url_for,
             )
