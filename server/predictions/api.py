@@ -52,6 +52,7 @@ async def create_and_respond(
             webhook=body.webhook,
             webhook_events_filter=list(body.webhook_events_filter or []) or None,
             deployment=deployment,
+            base_url=base,
         ),
     )
     wait = parse_prefer_wait(prefer, services.settings.wait_max)

@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from server import errors
 from server.clock import isoformat
-from server.predictions.service import Prediction
+from server.predictions.prediction import Prediction
 
 WebhookEvent = Literal["start", "output", "logs", "completed"]
 

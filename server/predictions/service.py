@@ -8,8 +8,7 @@ change is written through at once, so a restart finds each accepted prediction w
 import asyncio
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -24,6 +23,12 @@ from server.metering.records import usage_row
 from server.metering.tables import UsageRow
 from server.models.service import ModelService, VersionInfo
 from server.pagination import Page, paginate
+from server.predictions.prediction import (
+    EventKind,
+    Prediction,
+    PredictionEvent,
+    PredictionListener,
+)
 from server.predictions.status import Status, can_transition
 from server.predictions.tables import PredictionRow
 from server.predictions.validation import InputValidator
@@ -36,77 +41,14 @@ log = structlog.get_logger("server.predictions")
 INTERRUPTED = "The prediction was interrupted: the gateway restarted while it was running."
 
 
-@dataclass
-class Prediction:
-    id: str
-    account_id: int
-    account: str
-    model: str
-    model_id: int
-    version_id: str
-    status: Status
-    input: dict[str, Any]
-    created_at: datetime
-    output: Any = None
-    logs: str = ""
-    error: str | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
-    source: str = "api"
-    deployment: str | None = None
-    webhook: str | None = None
-    webhook_events_filter: list[str] | None = None
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
-    deadline: datetime | None = None
-    iterator: bool = False
-    done: asyncio.Event = field(default_factory=asyncio.Event, repr=False, compare=False)
-
-    @classmethod
-    def from_row(cls, row: PredictionRow, model: str, account: str = "") -> "Prediction":
-        p = cls(
-            id=row.id,
-            account_id=row.account_id,
-            account=account,
-            model=model,
-            model_id=row.model_id,
-            version_id=row.version_id,
-            status=Status(row.status),
-            input=row.input,
-            created_at=row.created_at,
-            output=row.output,
-            logs=row.logs,
-            error=row.error,
-            metrics=row.metrics,
-            source=row.source,
-            deployment=row.deployment,
-            webhook=row.webhook,
-            webhook_events_filter=row.webhook_events_filter,
-            started_at=row.started_at,
-            completed_at=row.completed_at,
-            deadline=row.deadline,
-        )
-        if p.status.is_terminal():
-            p.done.set()
-        return p
-
-    def mutable_columns(self) -> dict[str, Any]:
-        return {
-            "status": self.status.value,
-            "output": self.output,
-            "logs": self.logs,
-            "error": self.error,
-            "metrics": self.metrics,
-            "started_at": self.started_at,
-            "completed_at": self.completed_at,
-        }
-
-
 @dataclass(frozen=True)
 class CreateRequest:
     input: dict[str, Any]
     webhook: str | None = None
     webhook_events_filter: list[str] | None = None
     deployment: str | None = None
+    base_url: str | None = None
+    """The base URL the client used; listeners render URLs with it later."""
 
 
 class PredictionService:
@@ -128,9 +70,24 @@ class PredictionService:
         self.scheduler: Scheduler | None = None
         self._live: dict[str, Prediction] = {}
         self._validators: dict[str, InputValidator] = {}
+        self.listeners: list[PredictionListener] = []
 
     def attach(self, scheduler: Scheduler) -> None:
         self.scheduler = scheduler
+
+    def listen(self, listener: PredictionListener) -> None:
+        self.listeners.append(listener)
+
+    def _stage(self, session: Any, event: PredictionEvent) -> None:
+        for listener in self.listeners:
+            session.add_all(listener.stage(event))
+
+    def _publish(self, event: PredictionEvent) -> None:
+        for listener in self.listeners:
+            try:
+                listener.publish(event)
+            except Exception:
+                log.exception("listener_failed", kind=event.kind, prediction_id=event.prediction.id)
 
     def _dispatch(self, version: VersionInfo, p: Prediction, input: dict[str, Any]) -> None:
         assert self.scheduler is not None, "attach() a scheduler first"
@@ -180,8 +137,11 @@ class PredictionService:
                     **p.mutable_columns(),
                 )
             )
+            created = PredictionEvent("created", p, base_url=request.base_url)
+            self._stage(session, created)
             await session.commit()
         self._live[p.id] = p
+        self._publish(created)
         self._dispatch(version, p, clean)
         log.info("prediction_created", prediction_id=p.id, version_id=version.id[:12])
         return p
@@ -254,9 +214,13 @@ class PredictionService:
         if p is None or p.status.is_terminal():
             return
         if event == "log":
-            p.logs += str(payload.get("data", ""))
+            text = str(payload.get("data", ""))
+            p.logs += text
+            self._publish(PredictionEvent("logs", p, data=text))
         elif event == "output" and p.iterator and isinstance(p.output, list):
-            p.output.append(payload.get("chunk"))
+            chunk = payload.get("chunk")
+            p.output.append(chunk)
+            self._publish(PredictionEvent("output", p, data=chunk))
 
     async def completed(self, prediction_id: str, result: CogResult) -> None:
         p = self._live.get(prediction_id)
@@ -315,6 +279,10 @@ class PredictionService:
                 "predict_time": round(predict_time if predict_time is not None else ran, 6),
                 "total_time": round((now - p.created_at).total_seconds(), 6),
             }
+        kind: EventKind | None = (
+            "completed" if new.is_terminal() else "start" if new is Status.PROCESSING else None
+        )
+        event = PredictionEvent(kind, p) if kind is not None else None
         async with self.db.session() as session:
             await session.execute(
                 update(PredictionRow).where(PredictionRow.id == p.id).values(**p.mutable_columns())
@@ -322,8 +290,12 @@ class PredictionService:
             if new.is_terminal() and self.metering is not None:
                 # The usage record commits with the terminal status: never one without the other.
                 session.add(await self._usage_row(p))
+            if event is not None:
+                self._stage(session, event)  # e.g. the completed webhook: same transaction
             await session.commit()
         log.info("prediction_status", prediction_id=p.id, status=new.value)
+        if event is not None:
+            self._publish(event)
         if new.is_terminal() and self.metering is not None:
             self.on_usage_recorded()
         if new.is_terminal():
