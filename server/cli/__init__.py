@@ -1,8 +1,8 @@
-"""The ``cogway`` command line: serve, tokens, push, rollback, usage."""
+"""The ``cogway`` command line: serve, tokens, push, rollback, usage, webhooks."""
 
 import argparse
 
-from server.cli import demo, remote, serve, usage
+from server.cli import demo, remote, serve, usage, webhooks
 
 
 def _remote_args(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +63,14 @@ def main(argv: list[str] | None = None) -> None:
     p_usage.add_argument("--by", default="model", choices=["account", "model", "hardware", "day"])
     p_usage.add_argument("--format", default="table", choices=["table", "csv", "json"])
     p_usage.set_defaults(func=usage.usage)
+
+    p_webhooks = sub.add_parser(
+        "webhooks", help="delivery attempts of a prediction's webhooks (admin token)"
+    )
+    p_webhooks.add_argument("prediction_id")
+    p_webhooks.add_argument("--format", default="table", choices=["table", "json"])
+    _remote_args(p_webhooks)
+    p_webhooks.set_defaults(func=lambda a: remote.run(webhooks.attempts, a))
 
     args = parser.parse_args(argv)
     args.func(args)

@@ -1,1 +1,1 @@
-"""Webhooks: signing keys per account and Standard Webhooks signatures (delivery comes next)."""
+"""Webhooks: per-account signing keys, the URL policy, and durable, signed delivery."""
