@@ -70,6 +70,7 @@ class Database:
         # Import every domain's tables so they register on Base.metadata.
         from server.accounts import tables as _accounts  # noqa: F401
         from server.deployments import tables as _deployments  # noqa: F401
+        from server.files import tables as _files  # noqa: F401
         from server.metering import tables as _metering  # noqa: F401
         from server.models import tables as _models  # noqa: F401
         from server.predictions import tables as _predictions  # noqa: F401

@@ -1,6 +1,7 @@
 """structlog set-up: events with keys, JSON when stderr is not a terminal, one line per request."""
 
 import logging
+import re
 import sys
 import time
 import uuid
@@ -9,6 +10,13 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = structlog.get_logger("server.http")
+
+# Path segments that are secrets (file download and stream capabilities, the upload token).
+SECRET_SEGMENT = re.compile(r"(/download/|/v1/uploads/|/v1/streams/[^/]+/)[^/]+")
+
+
+def redact(path: str) -> str:
+    return SECRET_SEGMENT.sub(r"\1***", path)
 
 
 def configure_logging(*, json: bool | None = None, level: str = "info") -> None:
@@ -62,7 +70,7 @@ class RequestLogMiddleware:
                 log.info(
                     "http_request",
                     method=scope["method"],
-                    path=scope["path"],
+                    path=redact(scope["path"]),
                     status=status,
                     duration_ms=round((time.perf_counter() - start) * 1000, 2),
                 )

@@ -13,10 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from server.s3 import s3_client as shared_s3_client
 from server.settings import Settings
 
 OBJECT_SUFFIX = ".jsonl.gz"
@@ -198,21 +197,13 @@ class S3Sink:
 
 
 def _s3_client(*, endpoint_url: str | None, region: str) -> Any:
-    options: dict[str, Any] = {}
-    if endpoint_url is not None:
-        options = {
-            "s3": {"addressing_style": "path"},
-            "request_checksum_calculation": "when_required",
-            "response_checksum_validation": "when_required",
-        }
-    config = Config(
+    return shared_s3_client(
+        endpoint_url=endpoint_url,
+        region=region,
         connect_timeout=S3_CONNECT_TIMEOUT_S,
         read_timeout=S3_READ_TIMEOUT_S,
-        retries={"total_max_attempts": 1},  # one try; "max_attempts": 1 would be two
-        **options,
+        attempts=1,
     )
-    session = boto3.session.Session(region_name=region)
-    return session.client("s3", endpoint_url=endpoint_url, config=config)
 
 
 def sink_from_settings(settings: Settings) -> Sink:

@@ -91,7 +91,7 @@ def test_embeddings_put_similar_sentences_closer(http: httpx.Client) -> None:
     assert len(samples) == 3
 
 
-def test_vad_cuts_the_silences_out_of_the_sample(http: httpx.Client) -> None:
+def test_vad_cuts_the_silences_out_of_the_sample(http: httpx.Client, gateway: Gateway) -> None:
     body = sample("vad")
     sent = (EXAMPLES / "vad" / "sample.wav").read_bytes()
     prefix = "data:audio/wav;base64,"
@@ -104,8 +104,11 @@ def test_vad_cuts_the_silences_out_of_the_sample(http: httpx.Client) -> None:
     assert all(0 <= s["start"] < s["end"] <= output["input_seconds"] for s in segments)
     assert all(a["end"] <= b["start"] for a, b in itertools.pairwise(segments))
     url = output["audio"]
-    assert url.startswith("data:audio/")  # no upload URL: Cog inlines the file
-    got = base64.b64decode(url.partition(",")[2])
+    assert url.startswith(f"{gateway.url}/v1/files/")  # Cog uploaded it to the gateway
+    assert url.endswith(".wav")
+    fetched = httpx.get(url)  # a capability URL: no token needed
+    assert fetched.headers["content-type"].startswith("audio/")
+    got = fetched.content
     with wave.open(io.BytesIO(sent)) as before, wave.open(io.BytesIO(got)) as after:
         assert after.getparams()[:3] == before.getparams()[:3]  # channels, width, rate kept
         assert 0 < after.getnframes() < before.getnframes()
