@@ -9,7 +9,7 @@ from typing import Any
 from server.runtime import cogyaml
 from server.runtime.base import InstanceHandle, InstanceSpec
 from server.runtime.builder import BuildLog, BuildResult
-from server.runtime.cog_client import CogResult, EventHandler, InstanceAPI
+from server.runtime.cog_client import CogResult, EventHandler, InstanceAPI, InstanceUnavailable
 from server.runtime.envs import EnvBuildFailed
 
 FAKE_SCHEMA: dict[str, Any] = {
@@ -77,30 +77,53 @@ class FakeHandle:
 
 @dataclass
 class FakeInstanceAPI:
-    """Speaks like Cog: echoes ``text`` ``count`` times, sleeps ``seconds`` (cancellable),
-    fails when text == "fail"."""
+    """Speaks like Cog: echoes ``text`` ``count`` times, sleeps ``seconds`` (cancellable,
+    unless text == "stubborn"), fails when text == "fail". A killed instance drops its
+    predictions' connections."""
 
     setup_error: str | None = None
+    setup_until: float = 0.0
     cancels: dict[str, asyncio.Event] = field(default_factory=dict)
+    killed: asyncio.Event = field(default_factory=asyncio.Event)
+    health_status: str = "READY"
+    running: set[str] = field(default_factory=set)
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    stubborn: set[str] = field(default_factory=set)
 
     async def health(self) -> dict[str, Any]:
+        if asyncio.get_running_loop().time() < self.setup_until:
+            return {"status": "STARTING"}
         if self.setup_error:
             return {"status": "SETUP_FAILED", "setup": {"logs": self.setup_error}}
-        return {"status": "READY"}
+        return {"status": self.health_status}
 
     async def predict(
         self, prediction_id: str, input: dict[str, Any], on_event: EventHandler
     ) -> CogResult:
+        if self.killed.is_set():
+            raise InstanceUnavailable("connection refused")
+        self.inputs.append(input)
+        if input.get("text") == "stubborn":
+            self.stubborn.add(prediction_id)
         canceled = self.cancels[prediction_id] = asyncio.Event()
-        await on_event("start", {"id": prediction_id, "status": "processing"})
-        await on_event("log", {"data": "echoing\n", "source": "stdout"})
-        seconds = float(input.get("seconds", 0))
-        if seconds:
-            try:
-                await asyncio.wait_for(canceled.wait(), seconds)
-                return CogResult("canceled", logs="echoing\n", metrics={"predict_time": 0.01})
-            except TimeoutError:
-                pass
+        self.running.add(prediction_id)
+        try:
+            await on_event("start", {"id": prediction_id, "status": "processing"})
+            await on_event("log", {"data": "echoing\n", "source": "stdout"})
+            seconds = float(input.get("seconds", 0))
+            if seconds:
+                waits = [asyncio.ensure_future(e.wait()) for e in (canceled, self.killed)]
+                _, pending = await asyncio.wait(
+                    waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in pending:
+                    task.cancel()
+                if self.killed.is_set():
+                    raise InstanceUnavailable("server disconnected")
+                if canceled.is_set():
+                    return CogResult("canceled", logs="echoing\n", metrics={"predict_time": 0.01})
+        finally:
+            self.running.discard(prediction_id)
         text = str(input.get("text", "hi"))
         if text == "fail":
             return CogResult("failed", logs="echoing\n", error="ValueError: fail")
@@ -111,6 +134,8 @@ class FakeInstanceAPI:
         event = self.cancels.get(prediction_id)
         if event is None:
             return False
+        if prediction_id in self.stubborn:
+            return True  # accepted, and ignored
         event.set()
         return True
 
@@ -121,8 +146,9 @@ class FakeInstanceAPI:
 class FakeRuntime:
     """Starts 'instances' that are FakeInstanceAPI objects; records what it was asked."""
 
-    def __init__(self, *, setup_error: str | None = None) -> None:
+    def __init__(self, *, setup_error: str | None = None, setup_seconds: float = 0.0) -> None:
         self.setup_error = setup_error
+        self.setup_seconds = setup_seconds
         self.started: list[InstanceSpec] = []
         self.stopped: list[str] = []
         self.api: dict[str, FakeInstanceAPI] = {}
@@ -131,12 +157,14 @@ class FakeRuntime:
     async def start(self, spec: InstanceSpec) -> InstanceHandle:
         self.started.append(spec)
         handle = FakeHandle(f"fake-{next(self._ids)}", "http://fake")
-        self.api[handle.id] = FakeInstanceAPI(setup_error=self.setup_error)
+        until = asyncio.get_running_loop().time() + self.setup_seconds
+        self.api[handle.id] = FakeInstanceAPI(setup_error=self.setup_error, setup_until=until)
         return handle
 
     async def stop(self, handle: InstanceHandle, *, grace: float) -> None:
         assert isinstance(handle, FakeHandle)
         handle.running = False
+        self.api[handle.id].killed.set()
         self.stopped.append(handle.id)
 
     async def aclose(self) -> None:

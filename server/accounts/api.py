@@ -4,10 +4,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from server.deps import CurrentAccount
-from server.hardware import HARDWARE
-
-__all__ = ["HARDWARE", "router"]
+from server.deps import CurrentAccount, ServicesDep
 
 router = APIRouter(prefix="/v1")
 
@@ -23,6 +20,6 @@ async def get_account(account: CurrentAccount) -> dict[str, Any]:
 
 
 @router.get("/hardware")
-async def list_hardware(account: CurrentAccount) -> list[dict[str, str]]:
-    """The SKUs models and deployments may name (GPU inventory arrives with the scheduler)."""
-    return HARDWARE
+async def list_hardware(account: CurrentAccount, services: ServicesDep) -> list[dict[str, str]]:
+    """The SKUs models and deployments may name: cpu and each GPU SKU this machine has."""
+    return services.inventory.offered()

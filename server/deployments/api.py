@@ -105,10 +105,20 @@ async def create_deployment_prediction(
     data: JsonObject,
     base: BaseUrl,
     prefer: Annotated[str | None, Header()] = None,
+    cancel_after: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
-    """Run the current release's version; the prediction names the deployment."""
+    """Run the current release's version in the deployment's own pool (its hardware and
+    instance bounds); the prediction names the deployment."""
     body = parse_create(data)
-    version = await deployments.current_version(account, owner, name)
+    version, placement = await deployments.placement(account, owner, name)
     return await create_and_respond(
-        services, account, base, version, body, prefer, deployment=f"{owner}/{name}"
+        services,
+        account,
+        base,
+        version,
+        body,
+        prefer,
+        cancel_after,
+        deployment=f"{owner}/{name}",
+        placement=placement,
     )

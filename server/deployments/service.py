@@ -24,6 +24,7 @@ from server.deployments.tables import DeploymentReleaseRow, DeploymentRow
 from server.models.service import NAME_RE, ModelService, VersionInfo, split_name
 from server.models.tables import ModelRow, VersionRow
 from server.pagination import Page, paginate
+from server.scheduler.placement import Placement
 
 log = structlog.get_logger("server.deployments")
 
@@ -106,6 +107,9 @@ class DeploymentService:
         self.db = db
         self.clock = clock
         self.models = models
+        self.on_release: Callable[[VersionInfo, Placement], None] = lambda v, p: None
+        """Told of every new release (and of a deleted deployment, with no instances), so
+        the scheduler can keep ``min_instances`` warm; wired in ``server.services``."""
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -165,6 +169,36 @@ class DeploymentService:
         if info is None or not info.runnable:
             raise errors.InvalidVersion()
         return info
+
+    async def placement(
+        self, account: Account, owner: str, name: str
+    ) -> tuple[VersionInfo, Placement]:
+        """The current release's version and the pool it runs in (one per release)."""
+        deployment = await self.get(account, owner, name)
+        info = await self.models.version(deployment.release.version)
+        if info is None or not info.runnable:
+            raise errors.InvalidVersion()
+        return info, _placement(deployment)
+
+    async def warm_placements(self) -> Sequence[tuple[VersionInfo, Placement]]:
+        """Every deployment that keeps instances warm (``min_instances`` > 0), for start-up."""
+        async with self.db.session() as session:
+            rows = (await session.execute(select(DeploymentRow))).scalars().all()
+            deployments = await self._load(session, rows)
+        found = []
+        for deployment in deployments:
+            info = await self.models.version(deployment.release.version)
+            if deployment.release.min_instances > 0 and info is not None and info.runnable:
+                found.append((info, _placement(deployment)))
+        return found
+
+    async def _announce(self, deployment: Deployment, *, deleted: bool = False) -> None:
+        info = await self.models.version(deployment.release.version)
+        if info is not None and info.runnable:
+            placement = _placement(deployment)
+            if deleted:
+                placement = replace(placement, min_instances=0)
+            self.on_release(info, placement)
 
     async def uses_version(self, version_id: str) -> bool:
         """Whether some deployment's current release runs ``version_id``."""
@@ -245,7 +279,9 @@ class DeploymentService:
             except IntegrityError:
                 raise errors.Conflict(f"Deployment {row.owner}/{short} already exists.") from None
         log.info("deployment_created", deployment=f"{row.owner}/{short}", version_id=version)
-        return Deployment(row.id, row.owner, short, model_row.id, release)
+        created = Deployment(row.id, row.owner, short, model_row.id, release)
+        await self._announce(created)
+        return created
 
     async def _release(
         self, account: Account, deployment: Deployment, config: Release
@@ -270,7 +306,9 @@ class DeploymentService:
             release=release.number,
             version_id=release.version,
         )
-        return replace(deployment, release=release)
+        released = replace(deployment, release=release)
+        await self._announce(released)
+        return released
 
     async def update(
         self,
@@ -334,4 +372,19 @@ class DeploymentService:
         async with self.db.session() as session:  # its releases go with it (ON DELETE CASCADE)
             await session.execute(delete(DeploymentRow).where(DeploymentRow.id == deployment.id))
             await session.commit()
+        await self._announce(deployment, deleted=True)
         log.info("deployment_deleted", deployment=f"{owner}/{name}")
+
+
+def _placement(deployment: Deployment) -> Placement:
+    """A deployment's pool: one per release configuration, so a new release gets fresh
+    instances while the old ones drain."""
+    r = deployment.release
+    full = f"{deployment.owner}/{deployment.name}"
+    return Placement(
+        key=f"deployment:{full}:{r.version}:{r.hardware}",
+        hardware=r.hardware,
+        min_instances=r.min_instances,
+        max_instances=r.max_instances,
+        deployment=full,
+    )

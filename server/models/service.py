@@ -216,6 +216,18 @@ class ModelService:
         self._versions.pop(version_id, None)
         self._latest.clear()
 
+    async def mark_setup_failed(self, version_id: str, message: str) -> None:
+        """An instance's setup() failed: the version is broken until pushed again."""
+        async with self.db.session() as session:
+            await session.execute(
+                update(VersionRow)
+                .where(VersionRow.id == version_id, VersionRow.status == "ready")
+                .values(status="failed", build_error=message)
+            )
+            await session.commit()
+        self.forget(version_id)
+        log.warning("version_setup_failed", version_id=version_id[:12])
+
     async def version(self, version_id: str) -> VersionInfo | None:
         """A version by id, in any status; ready versions are cached (they never change)."""
         cached = self._versions.get(version_id)
@@ -333,7 +345,27 @@ class ModelService:
         _, model, info = hit
         if not (model.visibility == "public" or model.account_id == account.id):
             raise errors.InvalidVersion()
+        if info is None:
+            raise errors.InvalidVersion(await self._no_runnable_version(model))
         return info
+
+    async def _no_runnable_version(self, model: ModelRow) -> str:
+        """Why ``owner/name`` has nothing to run: its newest failure, if it has one."""
+        async with self.db.session() as session:
+            error = await session.scalar(
+                select(VersionRow.build_error)
+                .where(
+                    VersionRow.model_id == model.id,
+                    VersionRow.status == "failed",
+                    VersionRow.deleted_at.is_(None),
+                )
+                .order_by(VersionRow.created_at.desc())
+                .limit(1)
+            )
+        name = f"{model.owner}/{model.name}"
+        if error:
+            return f"{name} has no version that can run; the latest failed: {error}"
+        return f"{name} has no version that can run yet."
 
     async def resolve(self, account: Account, ref: str) -> VersionInfo:
         """A runnable version from ``<id>``, ``owner/name:<id>`` or ``owner/name`` (latest)."""
@@ -347,6 +379,10 @@ class ModelService:
                     info = None
             else:
                 info = await self._latest_for(account, match["owner"], match["name"])
-        if info is None or not info.visible_to(account) or not info.runnable:
+        if info is None or not info.visible_to(account):
+            raise errors.InvalidVersion()
+        if not info.runnable:
+            if info.status == "failed" and not info.deleted:
+                raise errors.InvalidVersion(f"Version {info.id} failed: {info.build_error}")
             raise errors.InvalidVersion()
         return info

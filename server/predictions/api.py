@@ -1,5 +1,6 @@
 """Routes for predictions: create (three ways), get, list, cancel. Thin: parse, call, render."""
 
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Header
@@ -11,6 +12,7 @@ from server.deps import BaseUrl, CurrentAccount, JsonObject, PageUrl, ServicesDe
 from server.models.service import VersionInfo
 from server.predictions.schemas import PredictionCreate, parse_create, render, render_waiting
 from server.predictions.service import CreateRequest
+from server.scheduler.placement import Placement
 from server.services import Services
 
 router = APIRouter(prefix="/v1")
@@ -33,6 +35,36 @@ def parse_prefer_wait(header: str | None, maximum: int) -> int | None:
     return None
 
 
+CANCEL_AFTER_MIN_S = 5.0
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
+
+
+def parse_cancel_after(header: str | None) -> float | None:
+    """``Cancel-After``: ``90``, ``30s``, ``5m``, ``1h30m45s`` -> seconds (at least 5)."""
+    if header is None or not header.strip():
+        return None
+    text = header.strip().lower()
+    seconds: float | None = None
+    try:
+        seconds = float(text)
+    except ValueError:
+        match = _DURATION.fullmatch(text)
+        if match and any(match.groups()):
+            h, m, s = (float(g) if g else 0.0 for g in match.groups())
+            seconds = h * 3600 + m * 60 + s
+    if seconds is None or seconds < CANCEL_AFTER_MIN_S:
+        raise errors.InputValidationFailed(
+            [
+                {
+                    "type": "format",
+                    "field": "Cancel-After",
+                    "description": "a duration of at least 5s, like 30s, 5m or 1h30m",
+                }
+            ]
+        )
+    return seconds
+
+
 async def create_and_respond(
     services: Services,
     account: Account,
@@ -40,10 +72,13 @@ async def create_and_respond(
     version: VersionInfo,
     body: PredictionCreate,
     prefer: str | None,
+    cancel_after: str | None = None,
     *,
     deployment: str | None = None,
+    placement: Placement | None = None,
 ) -> JSONResponse:
     """Create, then honour ``Prefer: wait`` (shared by the three create endpoints)."""
+    await services.webhooks.check_url(body.webhook)  # 422 for a URL the gateway won't call
     p = await services.predictions.create(
         account,
         version,
@@ -53,6 +88,8 @@ async def create_and_respond(
             webhook_events_filter=list(body.webhook_events_filter or []) or None,
             deployment=deployment,
             base_url=base,
+            placement=placement,
+            cancel_after=parse_cancel_after(cancel_after),
         ),
     )
     wait = parse_prefer_wait(prefer, services.settings.wait_max)
@@ -70,6 +107,7 @@ async def create_prediction(
     services: ServicesDep,
     base: BaseUrl,
     prefer: Annotated[str | None, Header()] = None,
+    cancel_after: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
     body = parse_create(data)
     if not body.version:
@@ -77,7 +115,7 @@ async def create_prediction(
             [{"type": "required", "field": "version", "description": "version is required"}]
         )
     version = await services.models.resolve(account, body.version)
-    return await create_and_respond(services, account, base, version, body, prefer)
+    return await create_and_respond(services, account, base, version, body, prefer, cancel_after)
 
 
 @router.post("/models/{owner}/{name}/predictions", status_code=201)
@@ -89,10 +127,11 @@ async def create_model_prediction(
     services: ServicesDep,
     base: BaseUrl,
     prefer: Annotated[str | None, Header()] = None,
+    cancel_after: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
     body = parse_create(data)
     version = await services.models.resolve(account, f"{owner}/{name}")
-    return await create_and_respond(services, account, base, version, body, prefer)
+    return await create_and_respond(services, account, base, version, body, prefer, cancel_after)
 
 
 @router.get("/predictions/{prediction_id}")

@@ -2,7 +2,7 @@
 
 An instance counts as alive only while its process runs and ``/health-check`` answers. States:
 
-    STARTING ──READY──▶ READY ──crash / lost──▶ DEFUNCT ──▶ STOPPED
+    STARTING ──READY──▶ READY ──crash, dead process, failed health checks──▶ DEFUNCT ──▶ STOPPED
         └──setup() raised──▶ SETUP_FAILED ──────────────────▶ STOPPED
 """
 
@@ -43,6 +43,9 @@ class Instance:
         self.in_flight: set[str] = set()
         self.idle = asyncio.Event()
         self.idle.set()
+        self.booted_at: float | None = None
+        self.boot_s = 0.0
+        self.lost_reason: str | None = None
 
     @property
     def id(self) -> str:
@@ -70,6 +73,21 @@ class Instance:
             await asyncio.sleep(HEALTH_POLL_S)
         self.state = InstanceState.SETUP_FAILED
         raise SetupFailed(self._tail(f"the instance was not ready after {timeout:.0f}s"))
+
+    async def check_health(self) -> str | None:
+        """None while the process runs and ``/health-check`` answers READY or BUSY in time;
+        otherwise why not (``UNHEALTHY`` is how Cog reports a crashed worker, §9)."""
+        if not self.handle.is_running():
+            return "its process exited"
+        try:
+            health = await self.client.health()
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            return f"its health check failed ({type(exc).__name__})"
+        status = health.get("status")
+        if status in ("READY", "BUSY"):
+            return None
+        detail = health.get("user_healthcheck_error") or ""
+        return f"its health check reported {status}" + (f": {detail}" if detail else "")
 
     def _tail(self, headline: str) -> str:
         lines = [ln for ln in self.handle.log_tail() if "coglet" not in ln[:12]][-15:]

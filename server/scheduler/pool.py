@@ -1,28 +1,35 @@
-"""The work of one version: a FIFO queue, its instance, and the slots that bound dispatch.
+"""One pool: the queue and the instances of one version (or one deployment's release).
 
-Dispatch only ever goes to a free slot of a READY instance, so Cog's 409 is not part of normal
-traffic (one right after a completion is retried; cog-runtime.md §14). A worker crash fails only
-the predictions that were on that instance, and the next one boots a replacement.
+The pool carries out what its ``Planner`` decides (dispatch, boot, stop) and reports back what
+happened; all the rules live in ``planner.py``. Its tasks, all owned here and ended by
+``stop()``: the planning loop ``pool-<key>``, the health supervisor ``health-<key>``, and one
+task per boot, run and stop.
+
+Dispatch only ever goes to a free slot of a READY instance, so Cog's 409 is not part of
+normal traffic (one right after a completion is retried; cog-runtime.md §14). A worker crash,
+a dead process or failing health checks fail only that instance's in-flight predictions; the
+planner boots a replacement for the queue. A setup failure breaks the version: its queue fails
+with the setup logs.
 """
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import math
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import structlog
 
+from server.hardware import Allocation, Inventory
 from server.models.service import VersionInfo
 from server.runtime.base import InstanceHandle, InstanceSpec, Runtime
-from server.runtime.cog_client import (
-    CogResult,
-    InstanceAPI,
-    InstanceBusy,
-    InstanceUnavailable,
-)
+from server.runtime.cog_client import CogResult, InstanceAPI, InstanceBusy, InstanceUnavailable
 from server.scheduler.events import PredictionEvents
 from server.scheduler.instance import Instance, InstanceState, SetupFailed
+from server.scheduler.placement import Placement
+from server.scheduler.planner import Boot, Dispatch, Planner, Policy, Stop
 from server.settings import RuntimeSettings
 
 log = structlog.get_logger("server.scheduler.pool")
@@ -30,145 +37,274 @@ log = structlog.get_logger("server.scheduler.pool")
 BUSY_RETRIES = 3
 BUSY_RETRY_DELAY_S = 0.01
 CRASH_ERRORS = ("Worker crashed",)
+RETRY_AFTER_MAX_S = 60
 
 
 @dataclass
 class Job:
     prediction_id: str
     input: dict[str, Any]
-    canceled: bool = False
-    running: bool = field(default=False)
+    submitted: float
+    deadline: float | None = None
+    instance_id: str | None = None
+    stop_reason: str | None = None
+    """Why the gateway stopped it: canceled, deadline or max_run_time."""
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+
+    def clear_timers(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
+        self.timers.clear()
 
 
 class Pool:
     def __init__(
         self,
         version: VersionInfo,
+        placement: Placement,
         *,
         runtime: Runtime,
         events: PredictionEvents,
         client_for: Callable[[InstanceHandle], InstanceAPI],
         settings: RuntimeSettings,
+        inventory: Inventory,
+        on_setup_failed: Callable[[str, str], Awaitable[None]] | None = None,
     ) -> None:
         self.version = version
+        self.placement = placement
         self.runtime = runtime
         self.events = events
         self.client_for = client_for
         self.settings = settings
-        self.queue: asyncio.Queue[Job] = asyncio.Queue()
+        self.inventory = inventory
+        self.on_setup_failed = on_setup_failed
+        self.planner = Planner(
+            Policy(
+                min_instances=placement.min_instances,
+                max_instances=placement.max_instances,
+                slots=version.concurrency,
+                idle_timeout=settings.idle_timeout,
+                scale_up_threshold=settings.scale_up_threshold,
+            ),
+            can_boot=lambda: inventory.can_place(placement.hardware),
+        )
         self.jobs: dict[str, Job] = {}
-        self.slots = asyncio.Semaphore(version.concurrency)
-        self.instance: Instance | None = None
-        self.setup_error: str | None = None
-        self.cold_start_s: float | None = None
-        self._instance_lock = asyncio.Lock()
-        self._runs: set[asyncio.Task[None]] = set()
-        self._loop: asyncio.Task[None] | None = None
-        self.log = log.bind(version_id=version.id[:12], model=version.model)
+        self.instances: dict[str, Instance] = {}
+        self.allocations: dict[str, Allocation] = {}
+        self.cold_starts: list[float] = []
+        self.run_time_avg: float | None = None
+        self._wake = asyncio.Event()
+        self._changed = asyncio.Event()  # an instance became ready, or booting failed
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        self._loop = asyncio.get_running_loop()
+        self.log = log.bind(pool=placement.key[:24], model=version.model)
+
+    # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._loop = asyncio.create_task(self._dispatch(), name=f"pool-{self.version.id[:12]}")
+        key = self.placement.key[:24]
+        self._loops = [
+            asyncio.create_task(self._plan_loop(), name=f"pool-{key}"),
+            asyncio.create_task(self._supervise(), name=f"health-{key}"),
+        ]
 
-    def submit(self, prediction_id: str, input: dict[str, Any]) -> None:
-        job = Job(prediction_id, input)
+    def update(self, placement: Placement) -> None:
+        """A deployment's bounds changed (or its release moved on: min 0 lets it drain away)."""
+        self.placement = placement
+        self.planner.policy.min_instances = placement.min_instances
+        self.planner.policy.max_instances = placement.max_instances
+        self._wake.set()
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- intake ---------------------------------------------------------------------------------
+
+    @property
+    def queued(self) -> int:
+        return len(self.planner.queue)
+
+    def retry_after(self) -> int:
+        """Seconds until the queue has likely moved on (for 429's Retry-After)."""
+        slots = max(1, self.planner.policy.max_instances * self.planner.policy.slots)
+        per_run = self.run_time_avg or 1.0
+        return max(1, min(RETRY_AFTER_MAX_S, math.ceil(self.queued * per_run / slots)))
+
+    def submit(self, prediction_id: str, input: dict[str, Any], deadline: float | None) -> None:
+        job = Job(prediction_id, input, self.now(), deadline)
         self.jobs[prediction_id] = job
-        self.queue.put_nowait(job)
-
-    def dequeue(self, prediction_id: str) -> Job | None:
-        """Mark a not-yet-running job canceled; returns it, or None if running/unknown."""
-        job = self.jobs.get(prediction_id)
-        if job is None or job.running:
-            return None
-        job.canceled = True
-        self.jobs.pop(prediction_id, None)
-        return job
-
-    async def ensure_instance(self) -> Instance:
-        """The READY instance, booting one if there is none (a cold start)."""
-        async with self._instance_lock:
-            if self.setup_error is not None:
-                raise SetupFailed(self.setup_error)
-            current = self.instance
-            if current is not None and current.state is InstanceState.READY:
-                if current.handle.is_running():
-                    return current
-                current.state = InstanceState.DEFUNCT
-            if current is not None:
-                self._retire(current)
-            spec = InstanceSpec(
-                version_id=self.version.id,
-                source_dir=self.version.source_dir,
-                env_dir=self.version.env_dir,
-                predict_ref=self.version.predict_ref,
-                concurrency=self.version.concurrency,
-                setup_timeout=self.settings.start_timeout,
-                environment=self.version.environment,
+        if self.planner.broken is not None:
+            self._spawn(self._fail([job], self.planner.broken), f"fail-{prediction_id}")
+            return
+        if deadline is not None:
+            job.timers.append(
+                self._loop.call_at(max(deadline, self.now()), self._expire, job, "deadline")
             )
-            loop = asyncio.get_running_loop()
-            began = loop.time()
-            try:
-                handle = await self.runtime.start(spec)
-            except Exception as exc:
-                self.setup_error = f"The instance could not start: {exc}"
-                raise SetupFailed(self.setup_error) from exc
-            instance = Instance(handle, self.client_for(handle), self.version.concurrency)
-            self.instance = instance
-            try:
-                await instance.wait_ready(self.settings.start_timeout)
-            except SetupFailed as exc:
-                self.setup_error = f"Setup failed: {exc}"
-                self.log.warning("version_setup_failed", error=self.setup_error)
-                self._retire(instance)
-                raise SetupFailed(self.setup_error) from exc
-            self.cold_start_s = loop.time() - began
-            self.log.info(
-                "instance_ready", instance_id=instance.id, cold_start_s=round(self.cold_start_s, 3)
-            )
-            return instance
+        self.planner.submit(prediction_id)
+        self._wake.set()
 
-    def _retire(self, instance: Instance) -> None:
-        """Stop an instance in the background (after its in-flight work, if it is healthy)."""
-        if self.instance is instance:
-            self.instance = None
-        drain = self.settings.drain_timeout if instance.state is InstanceState.READY else 0.0
-        task = asyncio.create_task(
-            instance.stop(self.runtime, drain_timeout=drain, grace=self.settings.stop_grace),
-            name=f"retire-{instance.id}",
-        )
-        self._runs.add(task)
-        task.add_done_callback(self._runs.discard)
+    def dequeue(self, prediction_id: str) -> bool:
+        """Take a queued prediction out (it was canceled before it ran)."""
+        if not self.planner.withdraw(prediction_id):
+            return False
+        job = self.jobs.pop(prediction_id, None)
+        if job is not None:
+            job.clear_timers()
+        return True
 
-    async def _dispatch(self) -> None:
+    async def warm(self) -> float | None:
+        """Boot an instance now unless one is live; the cold start in seconds, or None."""
+        self.planner.warm_wanted = True
+        self._wake.set()
         while True:
-            job = await self.queue.get()
-            if job.canceled:
-                continue
-            try:
-                instance = await self.ensure_instance()
-            except SetupFailed as exc:
-                await self._fail_queued(job, str(exc))
-                continue
-            await self.slots.acquire()
-            if job.canceled:
-                self.slots.release()
-                continue
-            job.running = True
-            task = asyncio.create_task(self._run(instance, job), name=f"run-{job.prediction_id}")
-            self._runs.add(task)
-            task.add_done_callback(self._runs.discard)
+            if self.planner.broken is not None:
+                raise SetupFailed(self.planner.broken)
+            if any(i.state is InstanceState.READY for i in self.instances.values()):
+                return self.cold_starts[-1] if self.cold_starts else None
+            self._changed.clear()
+            await self._changed.wait()
 
-    async def _fail_queued(self, first: Job, message: str) -> None:
-        failed = [first]
-        while not self.queue.empty():
-            failed.append(self.queue.get_nowait())
-        for job in failed:
-            if not job.canceled:
-                self.jobs.pop(job.prediction_id, None)
-                await self.events.completed(job.prediction_id, CogResult("failed", error=message))
+    # -- the planning loop ----------------------------------------------------------------------
+
+    async def _plan_loop(self) -> None:
+        while True:
+            self._wake.clear()
+            now = self.now()
+            for action in self.planner.plan(now):
+                if isinstance(action, Dispatch):
+                    self._start_run(action)
+                elif isinstance(action, Boot):
+                    allocation = self.inventory.acquire(self.placement.hardware)
+                    if allocation is None:  # another pool took the last device meanwhile
+                        self.planner.boot_failed(action.instance_id)
+                        continue
+                    self.allocations[action.instance_id] = allocation
+                    self._spawn(self._boot(action.instance_id, allocation), f"boot-{self.key}")
+                elif isinstance(action, Stop):
+                    self._spawn(self._stop_idle(action.instance_id), f"stop-{self.key}")
+            wake_at = self.planner.next_wakeup()
+            timeout = None if wake_at is None else max(0.0, wake_at - self.now()) + 0.001
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    @property
+    def key(self) -> str:
+        return self.placement.key[:24]
+
+    def _start_run(self, action: Dispatch) -> None:
+        job = self.jobs.get(action.job_id)
+        instance = self.instances.get(action.instance_id)
+        if job is None or instance is None:  # withdrawn or lost between plan and apply
+            self.planner.finished(action.job_id, action.instance_id, self.now())
+            return
+        job.instance_id = action.instance_id
+        if self.settings.max_run_time is not None:
+            job.timers.append(
+                self._loop.call_later(self.settings.max_run_time, self._expire, job, "max_run_time")
+            )
+        self._spawn(self._run(instance, job), f"run-{job.prediction_id}")
+
+    # -- boot and stop ----------------------------------------------------------------------------
+
+    async def _boot(self, iid: str, allocation: Allocation) -> None:
+        spec = InstanceSpec(
+            version_id=self.version.id,
+            source_dir=self.version.source_dir,
+            env_dir=self.version.env_dir,
+            predict_ref=self.version.predict_ref,
+            concurrency=self.version.concurrency,
+            setup_timeout=self.settings.start_timeout,
+            environment={**self.version.environment, **allocation.environment()},
+        )
+        began = self.now()
+        try:
+            handle = await self.runtime.start(spec)
+        except Exception as exc:
+            self._release(iid)
+            await self._broken(iid, f"The instance could not start: {exc}")
+            return
+        instance = Instance(handle, self.client_for(handle), self.version.concurrency)
+        self.instances[iid] = instance
+        try:
+            await instance.wait_ready(self.settings.start_timeout)
+        except SetupFailed as exc:
+            self.instances.pop(iid, None)
+            self._spawn(self._stop_instance(iid, instance, drain=0.0), f"stop-{self.key}")
+            await self._broken(iid, f"Setup failed: {exc}")
+            return
+        except BaseException:
+            self.instances.pop(iid, None)
+            await self.runtime.stop(handle, grace=0)
+            self._release(iid)
+            raise
+        instance.booted_at = self.now()
+        instance.boot_s = instance.booted_at - began
+        self.cold_starts.append(instance.boot_s)
+        self.planner.ready(iid, self.now())
+        self.log.info(
+            "instance_ready", instance_id=instance.id, cold_start_s=round(instance.boot_s, 3)
+        )
+        self._changed.set()
+        self._wake.set()
+
+    async def _broken(self, iid: str, message: str) -> None:
+        self.log.warning("version_setup_failed", error=message)
+        self.planner.boot_failed(iid, setup_error=message)
+        self._changed.set()
+        if self.on_setup_failed is not None:  # first: no new prediction is accepted for it
+            await self.on_setup_failed(self.version.id, message)
+        queued = [self.jobs[j] for j in self.planner.drain_queue() if j in self.jobs]
+        await self._fail(queued, message)
+
+    async def _fail(self, jobs: list[Job], message: str) -> None:
+        for job in jobs:
+            job.clear_timers()
+            self.jobs.pop(job.prediction_id, None)
+            await self.events.completed(job.prediction_id, CogResult("failed", error=message))
+
+    async def _stop_idle(self, iid: str) -> None:
+        instance = self.instances.pop(iid, None)
+        if instance is not None:
+            self.log.info("instance_idle_stop", instance_id=instance.id)
+            await self._stop_instance(iid, instance, drain=self.settings.drain_timeout)
+        self.planner.stopped(iid)
+
+    async def _stop_instance(self, iid: str, instance: Instance, *, drain: float) -> None:
+        try:
+            await instance.stop(self.runtime, drain_timeout=drain, grace=self.settings.stop_grace)
+        finally:
+            self._release(iid)
+            self._wake.set()
+
+    def _release(self, iid: str) -> None:
+        allocation = self.allocations.pop(iid, None)
+        if allocation is not None:
+            self.inventory.release(allocation)
+
+    def lose(self, iid: str, reason: str) -> None:
+        """The instance is dead or must die: kill it; its in-flight predictions fail."""
+        instance = self.instances.pop(iid, None)
+        if instance is None:
+            return
+        instance.state = InstanceState.DEFUNCT
+        instance.lost_reason = reason
+        self.planner.lost(iid)
+        self.log.warning("instance_lost", instance_id=instance.id, reason=reason)
+        self._spawn(self._stop_instance(iid, instance, drain=0.0), f"kill-{self.key}")
+
+    # -- running one prediction -------------------------------------------------------------------
 
     async def _run(self, instance: Instance, job: Job) -> None:
         pid = job.prediction_id
+        iid = job.instance_id or ""
         instance.begin(pid)
+        began = self.now()
         try:
             result = await self._predict(instance, job)
         except Exception as exc:
@@ -176,14 +312,33 @@ class Pool:
             result = CogResult("failed", error=f"Internal error while running: {exc!r}")
         finally:
             instance.end(pid)
+            job.clear_timers()
             self.jobs.pop(pid, None)
-            self.slots.release()
+            self.planner.finished(pid, iid, self.now())
+            self._wake.set()
+        ran = self.now() - began
+        self.run_time_avg = (
+            ran if self.run_time_avg is None else 0.8 * self.run_time_avg + 0.2 * ran
+        )
         if result.status == "failed" and result.error in CRASH_ERRORS:
-            self.log.warning("instance_crashed", instance_id=instance.id, prediction_id=pid)
-            instance.state = InstanceState.DEFUNCT
-            if self.instance is instance:
-                self._retire(instance)
-        await self.events.completed(pid, result)
+            self.lose(iid, "its worker crashed")
+            result.error = (
+                "Worker crashed: the predictor's process died while running this prediction; "
+                "the instance was replaced."
+            )
+        if instance.booted_at is not None and instance.booted_at >= job.submitted:
+            result.metrics["cold_start_time"] = round(instance.boot_s, 6)
+        await self.events.completed(pid, self._outcome(job, result))
+
+    def _outcome(self, job: Job, result: CogResult) -> CogResult:
+        """Apply why the gateway stopped a prediction to what the instance reported."""
+        if job.stop_reason in ("canceled", "deadline") and result.status != "succeeded":
+            return CogResult("canceled", result.output, result.logs, None, result.metrics)
+        if job.stop_reason == "max_run_time" and result.status != "succeeded":
+            limit = self.settings.max_run_time
+            error = f"The prediction ran longer than the maximum run time ({limit:g}s)."
+            return CogResult("failed", result.output, result.logs, error, result.metrics)
+        return result
 
     async def _predict(self, instance: Instance, job: Job) -> CogResult:
         async def on_event(event: str, payload: dict[str, Any]) -> None:
@@ -198,30 +353,126 @@ class Pool:
             except InstanceBusy:
                 await asyncio.sleep(BUSY_RETRY_DELAY_S * (attempt + 1))
             except InstanceUnavailable as exc:
-                instance.state = InstanceState.DEFUNCT
-                if self.instance is instance:
-                    self._retire(instance)
-                return CogResult("failed", error=f"The instance stopped unexpectedly ({exc}).")
+                if instance.lost_reason is None:
+                    self.lose(job.instance_id or "", f"it stopped unexpectedly ({exc})")
+                return CogResult(
+                    "failed",
+                    error=f"The instance running this prediction was lost: {instance.lost_reason}.",
+                )
         return CogResult("failed", error="The instance stayed at capacity.")
 
-    async def cancel(self, prediction_id: str) -> bool:
-        """Forward a cancel to the instance running the prediction."""
-        instance = self.instance
-        if instance is None or prediction_id not in instance.in_flight:
-            return False
-        return await instance.client.cancel(prediction_id)
+    # -- cancel and deadlines ---------------------------------------------------------------------
 
-    async def stop(self, *, drain_timeout: float) -> None:
-        if self._loop is not None:
-            self._loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
-        instance = self.instance
-        if instance is not None:
-            self.instance = None
-            await instance.stop(
-                self.runtime, drain_timeout=drain_timeout, grace=self.settings.stop_grace
+    async def cancel(self, prediction_id: str, reason: str = "canceled") -> bool:
+        """Forward a cancel to the instance running the prediction; kill it after the grace."""
+        job = self.jobs.get(prediction_id)
+        if job is None or job.instance_id is None:
+            return False
+        instance = self.instances.get(job.instance_id)
+        if instance is None:
+            return False
+        job.stop_reason = job.stop_reason or reason
+        job.timers.append(
+            self._loop.call_later(self.settings.cancel_grace, self._kill_if_running, job)
+        )
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            return await instance.client.cancel(prediction_id)
+        return False
+
+    def _expire(self, job: Job, reason: str) -> None:
+        if self.jobs.get(job.prediction_id) is not job:
+            return
+        if job.instance_id is None:  # still queued: it never runs
+            self.dequeue(job.prediction_id)
+            status = "canceled" if reason == "deadline" else "failed"
+            self._spawn(
+                self.events.completed(job.prediction_id, CogResult(status)),
+                f"expire-{job.prediction_id}",
             )
-        for task in list(self._runs):
+            return
+        self.log.info("prediction_expired", prediction_id=job.prediction_id, reason=reason)
+        self._spawn(self.cancel(job.prediction_id, reason), f"expire-{job.prediction_id}")
+
+    def _kill_if_running(self, job: Job) -> None:
+        if self.jobs.get(job.prediction_id) is job and job.instance_id in self.instances:
+            grace = self.settings.cancel_grace
+            self.lose(
+                job.instance_id, f"prediction {job.prediction_id} ignored cancel for {grace:g}s"
+            )
+
+    # -- supervision ------------------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        failures: dict[str, int] = {}
+        while True:
+            await asyncio.sleep(self.settings.health_interval)
+            for iid, instance in list(self.instances.items()):
+                if instance.state is not InstanceState.READY:
+                    continue
+                reason = await instance.check_health()
+                if reason is None:
+                    failures.pop(iid, None)
+                    continue
+                failures[iid] = failures.get(iid, 0) + 1
+                fatal = not instance.handle.is_running() or "UNHEALTHY" in reason
+                if fatal or failures[iid] >= self.settings.health_failures:
+                    failures.pop(iid, None)
+                    self.lose(iid, reason)
+
+    # -- shutdown ---------------------------------------------------------------------------------
+
+    async def stop(self, *, drain_timeout: float, fail_queued: str | None = None) -> None:
+        """Stop planning; wait for in-flight work up to ``drain_timeout``, cancel the rest,
+        stop every instance. Queued predictions stay queued in the database (a restarted
+        gateway resumes them) unless ``fail_queued`` gives the reason they fail."""
+        for loop_task in self._loops:
+            loop_task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        queued = [self.jobs.pop(j) for j in self.planner.drain_queue() if j in self.jobs]
+        for job in queued:
+            job.clear_timers()
+        if fail_queued is not None:
+            await self._fail(queued, fail_queued)
+        running = [t for t in self._tasks if t.get_name().startswith("run-")]
+        if running:
+            _, pending = await asyncio.wait(running, timeout=drain_timeout)
+            if pending:
+                self.log.warning("drain_timeout", left=len(pending))
+                for job in list(self.jobs.values()):
+                    await self.cancel(job.prediction_id, "canceled")
+                await asyncio.wait(pending, timeout=self.settings.cancel_grace)
+        for iid, instance in list(self.instances.items()):
+            self.instances.pop(iid, None)
+            await self._stop_instance(iid, instance, drain=0.0)
+        # Runs whose instance was just killed record their outcome before the tasks end.
+        running = [t for t in self._tasks if t.get_name().startswith("run-")]
+        if running:
+            await asyncio.wait(running, timeout=self.settings.stop_grace)
+        for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._runs, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "key": self.placement.key,
+            "model": self.version.model,
+            "version": self.version.id,
+            "deployment": self.placement.deployment,
+            "hardware": self.placement.hardware,
+            "min_instances": self.planner.policy.min_instances,
+            "max_instances": self.planner.policy.max_instances,
+            "slots_per_instance": self.planner.policy.slots,
+            "queued": self.queued,
+            "running": self.planner.running(),
+            "broken": self.planner.broken,
+            "instances": [
+                {
+                    "id": i.id,
+                    "state": i.state.value,
+                    "in_flight": len(i.in_flight),
+                    "cold_start_s": round(i.boot_s, 3) if i.booted_at is not None else None,
+                }
+                for i in self.instances.values()
+            ],
+            "cold_starts_s": [round(s, 3) for s in self.cold_starts[-10:]],
+        }

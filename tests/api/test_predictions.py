@@ -3,9 +3,12 @@
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select, update
 
+from server.db import Database
 from server.predictions.service import INTERRUPTED
 from server.predictions.status import Status
+from server.predictions.tables import PredictionRow
 from server.runtime.cog_client import CogResult
 from tests.conftest import ADMIN_TOKEN, Api, make_settings, open_api
 from tests.fakes import FakeRuntime
@@ -191,7 +194,9 @@ async def test_other_accounts_prediction_is_not_found(api: Api) -> None:
 async def test_restart_resumes_queued_and_fails_interrupted(tmp_path: Path) -> None:
     """A gateway restart dispatches queued predictions again and fails the one that was running."""
     settings = make_settings(
-        tmp_path, runtime={"drain_timeout": 0.05, "stop_grace": 0.05, "env_cache_dir": tmp_path}
+        tmp_path,
+        runtime={"drain_timeout": 0.05, "stop_grace": 0.05, "env_cache_dir": tmp_path},
+        metering={"enabled": False},  # the simulated crash below re-opens a finished row
     )
     async for api in open_api(settings, FakeRuntime()):
         running = (
@@ -208,6 +213,19 @@ async def test_restart_resumes_queued_and_fails_interrupted(tmp_path: Path) -> N
         first = await api.services.predictions.get(account, running["id"])
         while first.status is Status.STARTING:
             await api.services.predictions.wait(first, 0.01)
+    # A clean shutdown cancels what outlives the drain timeout; the queued one stays queued.
+    database = Database(settings.resolved_database_url())
+    async with database.session() as session:
+        rows = {r.id: r.status for r in (await session.execute(select(PredictionRow))).scalars()}
+        assert rows == {running["id"]: "canceled", queued["id"]: "starting"}
+        # As if the gateway had died instead: the running prediction is left processing.
+        await session.execute(
+            update(PredictionRow)
+            .where(PredictionRow.id == running["id"])
+            .values(status="processing", completed_at=None)
+        )
+        await session.commit()
+    await database.dispose()
     async for api in open_api(settings, FakeRuntime()):
         account = await api.services.accounts.authenticate(ADMIN_TOKEN)
         resumed = await api.services.predictions.get(account, queued["id"])

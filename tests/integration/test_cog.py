@@ -70,13 +70,14 @@ async def test_predict_raises_fails_the_prediction(live: Live) -> None:
 
 
 async def test_setup_failure_fails_predictions_with_the_reason(live: Live) -> None:
-    """setup() raising fails every prediction of the version with its message, quickly."""
+    """setup() raising fails the queued predictions with its message, quickly; the version is
+    marked failed, so the next create is a 422 that says why."""
     first = await live.run("setup_fails", {})
     assert first["status"] == "failed"
     assert "weights are missing" in str(first["error"])
-    second = await live.run("setup_fails", {})
-    assert second["status"] == "failed"
-    assert "weights are missing" in str(second["error"])
+    second = await live.client.post("/v1/models/test/setup_fails/predictions", json={"input": {}})
+    assert second.status_code == 422
+    assert "weights are missing" in second.json()["detail"]
 
 
 async def test_cancel_a_running_prediction(live: Live) -> None:
@@ -122,7 +123,7 @@ async def test_worker_crash_fails_one_prediction_and_recovers(live: Live) -> Non
     assert warm["output"] == "alive"
     crashed = await live.run("crash", {"crash": True})
     assert crashed["status"] == "failed"
-    assert crashed["error"] == "Worker crashed"
+    assert str(crashed["error"]).startswith("Worker crashed: ")
     after = await live.run("crash", {})
     assert (after["status"], after["output"]) == ("succeeded", "alive")
 

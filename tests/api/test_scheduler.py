@@ -1,0 +1,310 @@
+"""The scheduler through the API, on the fake runtime: queues and 429, pools that scale up and
+to zero, hardware placement, supervision, cancel that kills, deadlines, setup failure."""
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from server.app import Startup, create_app
+from server.hardware import GpuDevice, HardwareSettings, Inventory
+from server.services import build_services
+from tests.conftest import ADMIN_TOKEN, FIXTURES, Api, make_settings, open_api
+from tests.fakes import FakeBuilder, FakeRuntime
+
+pytestmark = pytest.mark.anyio
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not check():
+        assert loop.time() < end, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+def running(api: Api) -> Callable[[], bool]:
+    return lambda: any(instance.running for instance in api.runtime.api.values())
+
+
+def counted(items: list[Any], n: int) -> Callable[[], bool]:
+    return lambda: len(items) == n
+
+
+def gateway(
+    tmp_path: Path, runtime: FakeRuntime | None = None, **runtime_settings: Any
+) -> AsyncIterator[Api]:
+    """An app with these runtime settings (on top of the test defaults)."""
+    settings = make_settings(
+        tmp_path,
+        runtime={"env_cache_dir": tmp_path, "drain_timeout": 1.0, "stop_grace": 0.1}
+        | runtime_settings,
+    )
+    return open_api(settings, runtime or FakeRuntime())
+
+
+async def create(api: Api, wait: bool = False, **input: Any) -> dict[str, Any]:
+    headers = {"Prefer": "wait"} if wait else {}
+    resp = await api.client.post(
+        "/v1/predictions", json={"version": api.version_id, "input": input}, headers=headers
+    )
+    assert resp.status_code == 201, resp.text
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+async def status_of(api: Api, prediction_id: str) -> dict[str, Any]:
+    body: dict[str, Any] = (await api.client.get(f"/v1/predictions/{prediction_id}")).json()
+    return body
+
+
+async def finished(api: Api, prediction_id: str, timeout: float = 5.0) -> dict[str, Any]:
+    account = await api.services.accounts.authenticate(ADMIN_TOKEN)
+    p = await api.services.predictions.get(account, prediction_id)
+    await api.services.predictions.wait(p, timeout)
+    return await status_of(api, prediction_id)
+
+
+@pytest.fixture
+async def small_queue(tmp_path: Path) -> AsyncIterator[Api]:
+    async for api in gateway(tmp_path, queue_max=2):
+        yield api
+
+
+async def test_full_queue_answers_429_with_retry_after(small_queue: Api) -> None:
+    api = small_queue
+    running = await create(api, seconds=30)
+    await eventually(
+        lambda: bool(api.runtime.api) and any(a.running for a in api.runtime.api.values())
+    )
+    queued = [await create(api, text=str(i)) for i in range(2)]
+    resp = await api.client.post(
+        "/v1/predictions", json={"version": api.version_id, "input": {"text": "more"}}
+    )
+    assert resp.status_code == 429
+    assert resp.headers["content-type"] == "application/problem+json"
+    assert int(resp.headers["retry-after"]) >= 1
+    assert "queue" in resp.json()["detail"]
+    # Canceling the running one lets the queue move, and intake opens again.
+    await api.client.post(f"/v1/predictions/{running['id']}/cancel")
+    for body in queued:
+        assert (await finished(api, body["id"]))["status"] == "succeeded"
+    assert (await create(api, wait=True, text="again"))["output"] == "again"
+
+
+async def test_scales_up_to_max_and_back_to_zero(tmp_path: Path) -> None:
+    async for api in gateway(tmp_path, max_instances=3, idle_timeout=0.3):
+        bodies = [await create(api, seconds=0.3, text=str(i)) for i in range(6)]
+        await eventually(counted(api.runtime.started, 3))
+        outputs = [(await finished(api, b["id"]))["output"] for b in bodies]
+        assert outputs == [str(i) for i in range(6)]
+        # Work spread over the instances: each ran at least one prediction.
+        assert all(instance.inputs for instance in api.runtime.api.values())
+        assert len(api.runtime.started) == 3, "never more than max_instances"
+        # Idle past the timeout: every instance stops (scale to zero) ...
+        await eventually(counted(api.runtime.stopped, 3))
+        assert api.services.scheduler.snapshot()["pools"][0]["instances"] == []
+        # ... and the next prediction boots a fresh one, and says it waited for a cold start.
+        body = await create(api, wait=True, text="cold")
+        assert body["status"] == "succeeded"
+        assert len(api.runtime.started) == 4
+        assert body["metrics"]["cold_start_time"] >= 0
+
+
+async def test_gpus_are_assigned_one_per_instance(tmp_path: Path) -> None:
+    runtime = FakeRuntime()
+    gpus = [GpuDevice(index=0, sku="gpu-t4"), GpuDevice(index=1, sku="gpu-t4")]
+    settings = make_settings(
+        tmp_path, runtime={"env_cache_dir": tmp_path, "drain_timeout": 0.5, "stop_grace": 0.1}
+    )
+    services = build_services(
+        settings,
+        runtime=runtime,
+        builder=FakeBuilder(),
+        client_factory=runtime.client_for,
+        inventory=Inventory(HardwareSettings(), gpus),
+    )
+    app = create_app(services, Startup(models=[("acme/echo", FIXTURES / "echo")], warm=False))
+    async with app.router.lifespan_context(app):
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://gw.test", headers=headers
+        ) as client:
+            hardware = (await client.get("/v1/hardware")).json()
+            assert [h["sku"] for h in hardware] == ["cpu", "gpu-t4"]
+            version = (await client.get("/v1/models/acme/echo")).json()["latest_version"]["id"]
+            bad = await client.post(
+                "/v1/deployments",
+                json={
+                    "name": "big",
+                    "model": "acme/echo",
+                    "version": version,
+                    "hardware": "gpu-h100",
+                    "min_instances": 0,
+                    "max_instances": 1,
+                },
+            )
+            assert bad.status_code == 422
+            assert "hardware" in bad.text
+            made = await client.post(
+                "/v1/deployments",
+                json={
+                    "name": "gpu",
+                    "model": "acme/echo",
+                    "version": version,
+                    "hardware": "gpu-t4",
+                    "min_instances": 0,
+                    "max_instances": 3,
+                },
+            )
+            assert made.status_code == 200, made.text
+            ids = []
+            for _ in range(3):
+                resp = await client.post(
+                    "/v1/deployments/admin/gpu/predictions", json={"input": {"seconds": 1}}
+                )
+                assert resp.status_code == 201
+                ids.append(resp.json()["id"])
+            await asyncio.sleep(0.2)
+            devices = sorted(s.environment["CUDA_VISIBLE_DEVICES"] for s in runtime.started)
+            assert devices == ["0", "1"], "two GPUs: two instances, one GPU each, never shared"
+            # A CPU prediction runs beside them with no GPU visible.
+            cpu = await client.post(
+                "/v1/predictions",
+                json={"version": version, "input": {"text": "cpu"}},
+                headers={"Prefer": "wait"},
+            )
+            assert cpu.json()["output"] == "cpu"
+            assert runtime.started[-1].environment["CUDA_VISIBLE_DEVICES"] == ""
+            for prediction_id in ids:
+                for _ in range(100):
+                    body = (await client.get(f"/v1/predictions/{prediction_id}")).json()
+                    if body["status"] == "succeeded":
+                        break
+                    await asyncio.sleep(0.05)
+                assert body["status"] == "succeeded"
+
+
+async def test_failed_health_checks_replace_the_instance(tmp_path: Path) -> None:
+    async for api in gateway(tmp_path, health_interval=0.05, health_failures=2):
+        body = await create(api, seconds=30)
+        await eventually(running(api))
+        (first,) = api.runtime.api.values()
+        first.health_status = "UNHEALTHY"
+        done = await finished(api, body["id"])
+        assert done["status"] == "failed"
+        assert "lost" in done["error"]
+        assert "UNHEALTHY" in done["error"]
+        after = await create(api, wait=True, text="next")
+        assert after["output"] == "next"
+        assert len(api.runtime.started) == 2
+
+
+async def test_cancel_ignored_kills_the_instance_after_the_grace(tmp_path: Path) -> None:
+    async for api in gateway(tmp_path, cancel_grace=0.2):
+        body = await create(api, seconds=30, text="stubborn")
+        await eventually(running(api))
+        await api.client.post(f"/v1/predictions/{body['id']}/cancel")
+        done = await finished(api, body["id"])
+        assert done["status"] == "canceled"
+        assert api.runtime.stopped == ["fake-1"], "the stuck instance was killed"
+        assert (await create(api, wait=True, text="next"))["output"] == "next"
+
+
+async def test_cancel_after_and_max_run_time(tmp_path: Path) -> None:
+    async for api in gateway(tmp_path, max_run_time=0.3):
+        bad = await api.client.post(
+            "/v1/predictions",
+            json={"version": api.version_id, "input": {}},
+            headers={"Cancel-After": "soon"},
+        )
+        assert bad.status_code == 422
+        assert bad.json()["invalid_fields"][0]["field"] == "Cancel-After"
+        too_short = await api.client.post(
+            "/v1/predictions", json={"version": api.version_id}, headers={"Cancel-After": "2s"}
+        )
+        assert too_short.status_code == 422
+        resp = await api.client.post(
+            "/v1/predictions",
+            json={"version": api.version_id, "input": {"seconds": 30}},
+            headers={"Cancel-After": "1m30s"},
+        )
+        body = resp.json()
+        assert body["deadline"] > body["created_at"]
+        done = await finished(api, body["id"])
+        assert done["status"] == "failed"
+        assert "maximum run time" in done["error"]
+
+
+async def test_deadline_cancels_a_running_prediction(tmp_path: Path) -> None:
+    async for api in gateway(tmp_path):
+        resp = await api.client.post(
+            "/v1/predictions",
+            json={"version": api.version_id, "input": {"seconds": 30}},
+            headers={"Cancel-After": "5"},
+        )
+        done = await finished(api, resp.json()["id"], timeout=10)
+        assert done["status"] == "canceled"
+        assert done["error"] is None
+
+
+async def test_setup_failure_fails_the_queue_and_the_version(tmp_path: Path) -> None:
+    runtime = FakeRuntime(setup_error="RuntimeError: weights missing", setup_seconds=0.3)
+    async for api in gateway(tmp_path, runtime):
+        bodies = [await create(api, text=str(i)) for i in range(3)]  # queued during setup
+        for body in bodies:
+            done = await finished(api, body["id"])
+            assert done["status"] == "failed"
+            assert "weights missing" in done["error"]
+        assert len(runtime.started) == 1, "a broken version is not booted again"
+        again = await api.client.post(
+            "/v1/predictions", json={"version": api.version_id, "input": {}}
+        )
+        assert again.status_code == 422
+        assert "weights missing" in again.json()["detail"]
+
+
+async def test_deployment_min_instances_stay_warm_and_follow_releases(tmp_path: Path) -> None:
+    async for api in gateway(tmp_path, idle_timeout=0.2):
+        body = {
+            "name": "warm",
+            "model": "acme/echo",
+            "version": api.version_id,
+            "hardware": "cpu",
+            "min_instances": 2,
+            "max_instances": 3,
+        }
+        assert (await api.client.post("/v1/deployments", json=body)).status_code == 200
+        await eventually(counted(api.runtime.started, 2))  # before any prediction
+        await asyncio.sleep(0.5)  # well past the idle timeout: the minimum stays
+        assert api.runtime.stopped == []
+        resp = await api.client.post(
+            "/v1/deployments/admin/warm/predictions",
+            json={"input": {"text": "hot"}},
+            headers={"Prefer": "wait"},
+        )
+        assert resp.json()["output"] == "hot"
+        assert "cold_start_time" not in resp.json()["metrics"]
+        assert len(api.runtime.started) == 2
+        # Deleting the deployment lets its instances go once idle.
+        assert (await api.client.delete("/v1/deployments/admin/warm")).status_code == 204
+        await eventually(counted(api.runtime.stopped, 2))
+
+
+async def test_admin_sees_pools_and_cold_starts(api: Api) -> None:
+    await create(api, wait=True, text="x")
+    state = (await api.client.get("/v1/admin/scheduler")).json()
+    (pool,) = state["pools"]
+    assert pool["version"] == api.version_id
+    assert pool["min_instances"] == 0
+    assert len(pool["cold_starts_s"]) == 1
+    assert [i["state"] for i in pool["instances"]] == ["ready"]
+    assert state["hardware"]["cpu_instances"]["used"] == 1
+    other = await api.services.accounts.create_token("mallory")
+    denied = await api.client.get(
+        "/v1/admin/scheduler", headers={"Authorization": f"Bearer {other}"}
+    )
+    assert denied.status_code == 403
