@@ -1,11 +1,12 @@
 """``create_app``: builds the FastAPI app around a ``Services`` container and owns its lifecycle.
 
 Start-up order: schema -> admin account -> register and build the served models -> start the
-metering writer (it ships what a previous run left) -> resume unfinished predictions -> boot the
-served models' instances -> ready.
+metering writer (it ships what a previous run left) -> start the webhook deliverer (it resumes
+pending deliveries) -> resume unfinished predictions -> boot the served models' instances -> ready.
 Shutdown order (uvicorn has already stopped accepting connections): cancel builds -> stop
-intake and drain the scheduler -> stop instances -> flush the metering writer -> close the
-database.
+intake and drain the scheduler -> stop instances -> stop the webhook deliverer (completed
+webhooks are in its outbox; attempts in flight get a short grace) -> flush the metering writer
+-> close the database.
 """
 
 import os
@@ -21,13 +22,16 @@ from server import errors
 from server.accounts import api as accounts_api
 from server.accounts.service import Account
 from server.deployments import api as deployments_api
+from server.files import api as files_api
 from server.logging import RequestLogMiddleware
 from server.metering import api as metering_api
 from server.models import api as models_api
 from server.models.service import VersionInfo, split_name
 from server.predictions import api as predictions_api
+from server.scheduler import api as scheduler_api
 from server.scheduler.instance import SetupFailed
 from server.services import Services
+from server.streams import api as streams_api
 from server.webhooks import api as webhooks_api
 
 log = structlog.get_logger("server.app")
@@ -95,7 +99,10 @@ def create_app(services: Services, startup: Startup | None = None) -> FastAPI:
         ]
         if services.metering is not None:
             services.metering.start()
+        await services.deliverer.start()
         await services.predictions.recover()
+        for version, placement in await services.deployments.warm_placements():
+            services.scheduler.apply(version, placement)  # min_instances boot in the background
         cold: dict[str, float] = {}
         failed: dict[str, str] = {}
         if startup.warm:
@@ -116,6 +123,7 @@ def create_app(services: Services, startup: Startup | None = None) -> FastAPI:
         finally:
             await services.builds.stop()
             await services.scheduler.stop()
+            await services.deliverer.stop()  # after the scheduler: its last completions too
             if services.metering is not None:
                 await services.metering.stop()  # after the scheduler: its last records too
             await services.db.dispose()
@@ -136,8 +144,11 @@ def create_app(services: Services, startup: Startup | None = None) -> FastAPI:
     app.include_router(models_api.router)
     app.include_router(deployments_api.router)
     app.include_router(metering_api.router)
+    app.include_router(scheduler_api.router)
     app.include_router(webhooks_api.router)
     app.include_router(accounts_api.router)
+    app.include_router(files_api.router)
+    app.include_router(streams_api.router)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:

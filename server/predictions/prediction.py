@@ -33,6 +33,7 @@ class Prediction:
     completed_at: datetime | None = None
     deadline: datetime | None = None
     iterator: bool = False
+    stream_token: str | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event, repr=False, compare=False)
 
     @classmethod
@@ -58,6 +59,7 @@ class Prediction:
             started_at=row.started_at,
             completed_at=row.completed_at,
             deadline=row.deadline,
+            stream_token=row.stream_token,
         )
         if p.status.is_terminal():
             p.done.set()

@@ -57,6 +57,8 @@ def render(p: Prediction, base_url: str) -> dict[str, Any]:
         "urls": {"get": get_url, "cancel": f"{get_url}/cancel", "web": get_url},
         "metrics": p.metrics,
     }
+    if p.stream_token:  # a capability URL: works without Authorization
+        body["urls"]["stream"] = f"{base_url}/v1/streams/{p.id}/{p.stream_token}"
     if p.deployment:
         body["deployment"] = p.deployment
     if p.deadline:

@@ -7,8 +7,11 @@ change is written through at once, so a restart finds each accepted prediction w
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import hmac
+import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -33,12 +36,21 @@ from server.predictions.status import Status, can_transition
 from server.predictions.tables import PredictionRow
 from server.predictions.validation import InputValidator
 from server.runtime.cog_client import CogResult
+from server.scheduler.placement import Placement
 from server.scheduler.scheduler import Scheduler
 from server.settings import MeteringSettings
 
 log = structlog.get_logger("server.predictions")
 
 INTERRUPTED = "The prediction was interrupted: the gateway restarted while it was running."
+
+OutputStore = Callable[[int, str, Any], Awaitable[Any]]
+"""(account id, prediction id, output) -> the output with inlined files stored and replaced
+by their URLs (``server.files.rehost``)."""
+
+InputResolver = Callable[[int, VersionInfo, dict[str, Any], str | None], Awaitable[dict[str, Any]]]
+"""(account id, version, validated input, request base URL) -> the input to dispatch, with file
+URLs made fetchable by the instance (``server.files.inputs``); raises InputValidationFailed."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,10 @@ class CreateRequest:
     deployment: str | None = None
     base_url: str | None = None
     """The base URL the client used; listeners render URLs with it later."""
+    placement: Placement | None = None
+    """A deployment's pool (hardware, instance bounds); None: the version's own pool."""
+    cancel_after: float | None = None
+    """Seconds after creation when the prediction is canceled if not finished (Cancel-After)."""
 
 
 class PredictionService:
@@ -67,6 +83,8 @@ class PredictionService:
         self.models = models
         self.metering = metering
         self.on_usage_recorded: Callable[[], None] = lambda: None
+        self.resolve_inputs: InputResolver | None = None
+        self.store_outputs: OutputStore | None = None
         self.scheduler: Scheduler | None = None
         self._live: dict[str, Prediction] = {}
         self._validators: dict[str, InputValidator] = {}
@@ -89,9 +107,19 @@ class PredictionService:
             except Exception:
                 log.exception("listener_failed", kind=event.kind, prediction_id=event.prediction.id)
 
-    def _dispatch(self, version: VersionInfo, p: Prediction, input: dict[str, Any]) -> None:
+    def _dispatch(
+        self,
+        version: VersionInfo,
+        p: Prediction,
+        input: dict[str, Any],
+        placement: Placement | None = None,
+    ) -> None:
         assert self.scheduler is not None, "attach() a scheduler first"
-        self.scheduler.submit(version, p.id, input)
+        deadline = None
+        if p.deadline is not None:
+            left = (p.deadline - self.clock.now()).total_seconds()
+            deadline = asyncio.get_running_loop().time() + left
+        self.scheduler.submit(version, p.id, input, placement=placement, deadline=deadline)
 
     def validator(self, version: VersionInfo) -> InputValidator:
         found = self._validators.get(version.id)
@@ -105,6 +133,11 @@ class PredictionService:
         self, account: Account, version: VersionInfo, request: CreateRequest
     ) -> Prediction:
         clean = self.validator(version).clean(request.input)
+        assert self.scheduler is not None, "attach() a scheduler first"
+        self.scheduler.admit(version, request.placement)
+        if self.resolve_inputs is not None:
+            clean = await self.resolve_inputs(account.id, version, clean, request.base_url)
+        now = self.clock.now()
         p = Prediction(
             id=ids.prediction_id(),
             account_id=account.id,
@@ -114,12 +147,18 @@ class PredictionService:
             version_id=version.id,
             status=Status.STARTING,
             input=request.input,
-            created_at=self.clock.now(),
+            created_at=now,
+            deadline=(
+                now + timedelta(seconds=request.cancel_after)
+                if request.cancel_after is not None
+                else None
+            ),
             deployment=request.deployment,
             webhook=request.webhook,
             webhook_events_filter=request.webhook_events_filter,
             iterator=version.output_is_iterator,
             output=[] if version.output_is_iterator else None,
+            stream_token=secrets.token_urlsafe(18),
         )
         async with self.db.session() as session:
             session.add(
@@ -134,6 +173,8 @@ class PredictionService:
                     webhook=p.webhook,
                     webhook_events_filter=p.webhook_events_filter,
                     created_at=p.created_at,
+                    deadline=p.deadline,
+                    stream_token=p.stream_token,
                     **p.mutable_columns(),
                 )
             )
@@ -142,7 +183,7 @@ class PredictionService:
             await session.commit()
         self._live[p.id] = p
         self._publish(created)
-        self._dispatch(version, p, clean)
+        self._dispatch(version, p, clean, request.placement)
         log.info("prediction_created", prediction_id=p.id, version_id=version.id[:12])
         return p
 
@@ -151,6 +192,15 @@ class PredictionService:
         if p is None:
             p = await self._load(prediction_id)
         if p is None or p.account_id != account.id:
+            raise errors.NotFound("Prediction not found.")
+        return p
+
+    async def by_stream_token(self, prediction_id: str, token: str) -> Prediction:
+        """The prediction a ``urls.stream`` capability names; 404 for a wrong token."""
+        p = self._live.get(prediction_id) or await self._load(prediction_id)
+        if p is None or p.stream_token is None:
+            raise errors.NotFound("Prediction not found.")
+        if not hmac.compare_digest(p.stream_token.encode(), token.encode()):
             raise errors.NotFound("Prediction not found.")
         return p
 
@@ -195,9 +245,9 @@ class PredictionService:
         if p.status.is_terminal():
             return p
         assert self.scheduler is not None
-        if self.scheduler.dequeue(p.version_id, p.id):
+        if self.scheduler.dequeue(p.id):
             await self._transition(p, Status.CANCELED)
-        elif await self.scheduler.cancel(p.version_id, p.id):
+        elif await self.scheduler.cancel(p.id):
             await self.wait(p, wait)
         log.info("prediction_cancel_requested", prediction_id=p.id, status=p.status.value)
         return p
@@ -233,10 +283,16 @@ class PredictionService:
             status = Status.FAILED
         if not status.is_terminal():
             status = Status.FAILED
+        output = result.output if result.output is not None or not p.iterator else p.output
+        if status is Status.SUCCEEDED and output is not None and self.store_outputs is not None:
+            try:
+                output = await self.store_outputs(p.account_id, p.id, output)
+            except Exception:  # the output stays inlined: still correct, only larger
+                log.exception("output_store_failed", prediction_id=p.id)
         await self._transition(
             p,
             status,
-            output=result.output if result.output is not None or not p.iterator else p.output,
+            output=output,
             logs=result.logs or p.logs,
             error=result.error,
             predict_time=result.metrics.get("predict_time"),
@@ -301,6 +357,8 @@ class PredictionService:
         if new.is_terminal():
             p.done.set()
             self._live.pop(p.id, None)
+            if self.scheduler is not None:
+                self.scheduler.forget(p.id)
         return True
 
     async def _usage_row(self, p: Prediction) -> UsageRow:
@@ -356,6 +414,8 @@ class PredictionService:
                 p.output = []
             try:
                 clean = self.validator(version).clean(p.input)
+                if self.resolve_inputs is not None:
+                    clean = await self.resolve_inputs(p.account_id, version, clean, None)
             except errors.InputValidationFailed as exc:
                 await self._transition(p, Status.FAILED, error=exc.detail)
                 failed += 1

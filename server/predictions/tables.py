@@ -34,3 +34,5 @@ class PredictionRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     deadline: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    stream_token: Mapped[str | None] = mapped_column(String(64), default=None)
+    """The secret in ``urls.stream`` (a capability URL: no Authorization needed)."""

@@ -3,12 +3,15 @@
 Only the base URL and token change, as for any Replicate user.
 """
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from replicate.client import Client
 from replicate.exceptions import ModelError, ReplicateError
+from replicate.stream import ServerSentEvent
 
 from tests.conftest import FIXTURES
 from tests.integration.gateway import Gateway, run_gateway
@@ -22,6 +25,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         "acme/echo": FIXTURES / "echo",
         "acme/slow": FIXTURES / "slow",
         "acme/raises": FIXTURES / "predict_raises",
+        "acme/ticker": FIXTURES / "ticker",
     }
     with run_gateway(tmp_path_factory.mktemp("gw"), models) as gw:
         yield gw
@@ -93,6 +97,38 @@ def test_models_and_versions(client: Client) -> None:
     assert "text" in version.openapi_schema["components"]["schemas"]["Input"]["properties"]
     versions = model.versions.list()
     assert [v.id for v in versions.results] == [version.id]
+
+
+def test_stream_prints_tokens_as_the_predictor_yields_them(client: Client) -> None:
+    """replicate.stream reads urls.stream: each token arrives while the model still runs."""
+    arrivals: list[tuple[float, str]] = []
+    for event in client.stream("acme/ticker", input={"count": 8, "every": 0.2}):
+        if event.event == ServerSentEvent.EventType.OUTPUT:
+            arrivals.append((time.monotonic(), str(event)))
+    assert [token for _, token in arrivals] == [f"t{i}" for i in range(8)]
+    spread = arrivals[-1][0] - arrivals[0][0]
+    assert spread > 1.0, f"tokens arrived together ({spread:.2f}s apart), not as yielded"
+
+
+def test_a_stream_reader_that_leaves_does_not_cancel(client: Client, gateway: Gateway) -> None:
+    version = client.models.get("acme/ticker").latest_version
+    assert version is not None
+    prediction = client.predictions.create(version=version.id, input={"count": 6, "every": 0.1})
+    assert prediction.urls is not None
+    stream_url = prediction.urls["stream"]
+    with (
+        httpx.Client() as anonymous,  # a capability URL: no Authorization header
+        anonymous.stream("GET", stream_url, headers={"Accept": "text/event-stream"}) as resp,
+    ):
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        first = next(resp.iter_lines())
+        assert first.startswith("id: ")
+    prediction.wait()
+    assert prediction.status == "succeeded"
+    assert prediction.output == [f"t{i}" for i in range(6)]
+    replay = httpx.get(stream_url, headers={"Last-Event-ID": "0"}).text
+    assert replay.count("event: output") == 6, "a late reader gets the whole stream again"
+    assert replay.endswith("event: done\ndata: {}\n\n")
 
 
 def test_bad_token_is_a_replicate_error(gateway: Gateway) -> None:
