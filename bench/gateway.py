@@ -20,6 +20,12 @@ For each cell it prints completed predictions/s, p50/p99 latency, errors, 409s a
 process's CPU milliseconds per prediction; then the gateway/direct throughput ratio at each
 concurrency, the p50 the gateway adds at c=1, the instance's cold start (``instance_ready``'s
 ``cold_start_s`` in the gateway's JSON log) and any warning/error lines in that log.
+
+Then cold starts, ``--cold-runs`` times each, alternating: a second gateway with a 1 s idle
+timeout scales the model to zero, and one ``Prefer: wait`` prediction is timed from the request
+to its output (boot, readiness, dispatch, the gateway's own writes); beside it, Cog's own cold
+start: the same venv and version directory started directly (spawn, poll ``/health-check``
+until READY, one prediction). It prints both medians and the difference.
 Every request goes to 127.0.0.1; every loop is bounded by its window and per-request timeouts;
 the gateway and its Cog processes stop when the script ends (the context manager).
 
@@ -37,9 +43,11 @@ import argparse
 import asyncio
 import json
 import math
+import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -47,11 +55,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import httpx
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from cogserver import start_cog  # noqa: E402  (bench/cogserver.py)
 from measure import log_problems, percentile_ms, process_cpu_s  # noqa: E402  (bench/measure.py)
 
 from tests.integration.gateway import Gateway, run_gateway  # noqa: E402
@@ -65,6 +75,8 @@ REQUEST_TIMEOUT_S = 10.0
 POLL_INTERVAL_S = 0.005
 POLL_TIMEOUT_S = 10.0
 READY_LOG_TIMEOUT_S = 120.0
+COLD_IDLE_TIMEOUT_S = 1.0  # the cold-start gateway stops idle instances after this
+COLD_RUNS = 5
 MAX_ERROR_SAMPLES = 3
 
 
@@ -124,6 +136,80 @@ def wait_for_cold_start(gw: Gateway, timeout: float = READY_LOG_TIMEOUT_S) -> fl
                 return float(value) if isinstance(value, int | float) else None
         time.sleep(0.1)
     return None
+
+
+def cog_process(gw: Gateway) -> tuple[Path, Path]:
+    """(the venv python, the version directory) of the gateway's Cog server."""
+    for pid in gw.cog_pids():
+        proc = Path("/proc") / str(pid)
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            cwd = (proc / "cwd").resolve()
+        except OSError:
+            continue
+        if b"cog.server.http" in argv:
+            return Path(argv[0].decode()), cwd
+    raise RuntimeError(f"no cog.server.http process among {gw.cog_pids()}")
+
+
+# --- cold start ----------------------------------------------------------------------------------
+
+
+def cog_boot_to_output(python: Path, model_dir: Path, stderr: Path) -> float:
+    """Cog's own cold start: spawn ``cog.server.http`` directly, poll READY, first prediction."""
+    began = time.monotonic()
+    server = start_cog(python, model_dir, stderr)
+    try:
+        request = urllib.request.Request(
+            f"{server.base_url}/predictions",
+            data=json.dumps({"input": {"text": INPUT_TEXT}}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as resp:
+            body = json.loads(resp.read())
+        if body.get("output") != EXPECTED_OUTPUT:
+            raise BenchError(f"direct cold start output {body.get('output')!r}")
+        return time.monotonic() - began
+    finally:
+        server.kill()
+
+
+def gateway_zero_to_output(gw: Gateway, timeout: float = 60.0) -> float:
+    """Wait until the pool has scaled to zero, then time one prediction from the request to
+    its output (``Prefer: wait``): boot, readiness, dispatch and the gateway's own work."""
+    headers = {"Authorization": f"Bearer {gw.token}"}
+    deadline = time.monotonic() + timeout
+    while True:
+        state = httpx.get(f"{gw.url}/v1/admin/scheduler", headers=headers, timeout=5).json()
+        if all(not pool["instances"] for pool in state["pools"]):
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError("the pool did not scale to zero")
+        time.sleep(0.1)
+    began = time.monotonic()
+    resp = httpx.post(
+        f"{gw.url}/v1/models/{MODEL}/predictions",
+        json={"input": {"text": INPUT_TEXT}},
+        headers={**headers, "Prefer": "wait"},
+        timeout=60,
+    )
+    elapsed = time.monotonic() - began
+    check_succeeded(resp.json())
+    return elapsed
+
+
+def cold_starts(tmp: Path, runs: int) -> tuple[list[float], list[float]]:
+    """(Cog direct, gateway) cold starts to first output, alternating, ``runs`` each."""
+    env = {"COGWAY_RUNTIME__IDLE_TIMEOUT": str(COLD_IDLE_TIMEOUT_S)}
+    direct: list[float] = []
+    gateway: list[float] = []
+    with run_gateway(tmp / "cold", {MODEL: PREDICTOR_DIR}, env=env) as gw:
+        wait_for_cold_start(gw)
+        python, model_dir = cog_process(gw)
+        for _ in range(runs):
+            gateway.append(gateway_zero_to_output(gw))
+            direct.append(cog_boot_to_output(python, model_dir, tmp / "cog-direct.log"))
+    return direct, gateway
 
 
 def cog_port(gw: Gateway) -> int:
@@ -265,6 +351,17 @@ def fmt_ms(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.2f}"
 
 
+def print_cold(direct: list[float], gateway: list[float]) -> None:
+    if not direct or not gateway:
+        return
+    d, g = statistics.median(direct), statistics.median(gateway)
+    print(
+        f"cold start to first output, median of {len(direct)}: "
+        f"Cog itself (spawn -> READY -> prediction) {d * 1000:.0f} ms; "
+        f"through the gateway from zero instances {g * 1000:.0f} ms ({(g - d) * 1000:+.0f} ms)"
+    )
+
+
 def print_report(cells: list[Cell], cold_start_s: float | None, problems: Counter[str]) -> None:
     header = (
         f"{'mode':<9} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
@@ -322,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=5.0, help="measured seconds per cell")
     parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per cell")
     parser.add_argument("--concurrency", default="1,16", help="comma-separated task counts")
+    parser.add_argument("--cold-runs", type=int, default=COLD_RUNS, help="cold starts measured")
     args = parser.parse_args(argv)
     concurrencies = [int(c) for c in args.concurrency.split(",")]
 
@@ -338,7 +436,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             cells = asyncio.run(bench(gw, port, concurrencies, args.warmup, args.window))
             problems = log_problems(gw.log_path)
+        print(f"cold starts: scale to zero, then one prediction; {args.cold_runs} runs ...")
+        direct_cold, gateway_cold = cold_starts(Path(tmp), args.cold_runs)
     print_report(cells, cold_start_s, problems)
+    print_cold(direct_cold, gateway_cold)
     return 0
 
 

@@ -5,8 +5,8 @@ metering writer (it ships what a previous run left) -> start the webhook deliver
 pending deliveries) -> resume unfinished predictions -> boot the served models' instances -> ready.
 Shutdown order (uvicorn has already stopped accepting connections): cancel builds -> stop
 intake and drain the scheduler -> stop instances -> stop the webhook deliverer (completed
-webhooks are in its outbox; attempts in flight get a short grace) -> flush the metering writer
--> close the database.
+webhooks are in its outbox; attempts in flight get a short grace) -> commit queued prediction
+writes -> flush the metering writer -> close the database.
 """
 
 import os
@@ -124,6 +124,7 @@ def create_app(services: Services, startup: Startup | None = None) -> FastAPI:
             await services.builds.stop()
             await services.scheduler.stop()
             await services.deliverer.stop()  # after the scheduler: its last completions too
+            await services.predictions.writes.stop()  # queued status writes commit
             if services.metering is not None:
                 await services.metering.stop()  # after the scheduler: its last records too
             await services.db.dispose()

@@ -107,6 +107,7 @@ def build_services(
     predictions.listen(deliverer)
     deployments = DeploymentService(db, clock, models)
     deployments.on_release = scheduler.apply
+    predictions.placement_of = deployments.placement_of
     return Services(
         settings=settings,
         db=db,

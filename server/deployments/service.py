@@ -180,6 +180,23 @@ class DeploymentService:
             raise errors.InvalidVersion()
         return info, _placement(deployment)
 
+    async def placement_of(self, full_name: str, version_id: str) -> Placement | None:
+        """The pool of a deployment prediction resumed after a restart: the deployment's, while
+        its current release still runs ``version_id``; else None (the version's own pool)."""
+        owner, _, name = full_name.partition("/")
+        async with self.db.session() as session:
+            row = await session.scalar(
+                select(DeploymentRow).where(
+                    DeploymentRow.owner == owner, DeploymentRow.name == name
+                )
+            )
+            if row is None:
+                return None
+            [deployment] = await self._load(session, [row])
+        if deployment.release.version != version_id:
+            return None
+        return _placement(deployment)
+
     async def warm_placements(self) -> Sequence[tuple[VersionInfo, Placement]]:
         """Every deployment that keeps instances warm (``min_instances`` > 0), for start-up."""
         async with self.db.session() as session:

@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import errors, ids
 from server.accounts.service import Account
@@ -35,6 +36,7 @@ from server.predictions.prediction import (
 from server.predictions.status import Status, can_transition
 from server.predictions.tables import PredictionRow
 from server.predictions.validation import InputValidator
+from server.predictions.writer import GroupCommit
 from server.runtime.cog_client import CogResult
 from server.scheduler.placement import Placement
 from server.scheduler.scheduler import Scheduler
@@ -85,10 +87,13 @@ class PredictionService:
         self.on_usage_recorded: Callable[[], None] = lambda: None
         self.resolve_inputs: InputResolver | None = None
         self.store_outputs: OutputStore | None = None
+        self.placement_of: Callable[[str, str], Awaitable[Placement | None]] | None = None
+        """(deployment, version id) -> that deployment's pool, for predictions resumed at start."""
         self.scheduler: Scheduler | None = None
         self._live: dict[str, Prediction] = {}
         self._validators: dict[str, InputValidator] = {}
         self.listeners: list[PredictionListener] = []
+        self.writes = GroupCommit(db)
 
     def attach(self, scheduler: Scheduler) -> None:
         self.scheduler = scheduler
@@ -160,7 +165,9 @@ class PredictionService:
             output=[] if version.output_is_iterator else None,
             stream_token=secrets.token_urlsafe(18),
         )
-        async with self.db.session() as session:
+        created = PredictionEvent("created", p, base_url=request.base_url)
+
+        async def insert(session: AsyncSession) -> None:
             session.add(
                 PredictionRow(
                     id=p.id,
@@ -178,9 +185,9 @@ class PredictionService:
                     **p.mutable_columns(),
                 )
             )
-            created = PredictionEvent("created", p, base_url=request.base_url)
             self._stage(session, created)
-            await session.commit()
+
+        await self.writes.write(insert)
         self._live[p.id] = p
         self._publish(created)
         self._dispatch(version, p, clean, request.placement)
@@ -339,16 +346,23 @@ class PredictionService:
             "completed" if new.is_terminal() else "start" if new is Status.PROCESSING else None
         )
         event = PredictionEvent(kind, p) if kind is not None else None
-        async with self.db.session() as session:
+        values = p.mutable_columns()
+        usage = await self._usage_row(p) if new.is_terminal() and self.metering else None
+
+        async def write(session: AsyncSession) -> None:
             await session.execute(
-                update(PredictionRow).where(PredictionRow.id == p.id).values(**p.mutable_columns())
+                update(PredictionRow).where(PredictionRow.id == p.id).values(**values)
             )
-            if new.is_terminal() and self.metering is not None:
+            if usage is not None:
                 # The usage record commits with the terminal status: never one without the other.
-                session.add(await self._usage_row(p))
+                session.add(usage)
             if event is not None:
                 self._stage(session, event)  # e.g. the completed webhook: same transaction
-            await session.commit()
+
+        if new is Status.PROCESSING:
+            self.writes.write_later(write)  # nobody waits for it; the terminal write follows it
+        else:
+            await self.writes.write(write)
         log.info("prediction_status", prediction_id=p.id, status=new.value)
         if event is not None:
             self._publish(event)
@@ -420,7 +434,10 @@ class PredictionService:
                 await self._transition(p, Status.FAILED, error=exc.detail)
                 failed += 1
                 continue
-            self._dispatch(version, p, clean)
+            placement = None
+            if p.deployment and self.placement_of is not None:
+                placement = await self.placement_of(p.deployment, p.version_id)
+            self._dispatch(version, p, clean, placement)
             resumed += 1
         if rows:
             log.info("predictions_recovered", resumed=resumed, failed=failed)

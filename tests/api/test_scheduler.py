@@ -308,3 +308,27 @@ async def test_admin_sees_pools_and_cold_starts(api: Api) -> None:
         "/v1/admin/scheduler", headers={"Authorization": f"Bearer {other}"}
     )
     assert denied.status_code == 403
+
+
+async def test_a_deployment_prediction_resumes_in_the_deployment_pool(tmp_path: Path) -> None:
+    body = {
+        "name": "web",
+        "model": "acme/echo",
+        "version": "",
+        "hardware": "cpu",
+        "min_instances": 0,
+        "max_instances": 1,
+    }
+    async for api in gateway(tmp_path, drain_timeout=0.05, cancel_grace=0.05):
+        body["version"] = api.version_id
+        assert (await api.client.post("/v1/deployments", json=body)).status_code == 200
+        url = "/v1/deployments/admin/web/predictions"
+        await api.client.post(url, json={"input": {"seconds": 30}})
+        await eventually(running(api))
+        queued = (await api.client.post(url, json={"input": {"text": "later"}})).json()
+    async for api in gateway(tmp_path):
+        done = await finished(api, queued["id"])
+        assert done["output"] == "later"
+        assert done["deployment"] == "admin/web"
+        (pool,) = api.services.scheduler.snapshot()["pools"]
+        assert pool["deployment"] == "admin/web"
