@@ -1,12 +1,12 @@
 """The store: an async SQLAlchemy engine (SQLite by default, PostgreSQL by URL), the table base."""
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, MetaData, event, text
+from sqlalchemy import JSON, DateTime, MetaData, Table, event, insert, inspect, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -97,3 +97,25 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
+
+
+async def insert_objects(session: AsyncSession, objects: Sequence[object]) -> None:
+    """INSERT mapped objects as Core statements, one executemany per table.
+
+    For hot paths: the same rows ``session.add`` would write, without the unit of work (about
+    a third of the cost per row). Only attributes that were set are sent, so column defaults
+    apply as with ``add``; nothing is loaded back (autoincrement keys stay unset).
+    """
+    by_table: dict[Table, list[dict[str, Any]]] = {}
+    for obj in objects:
+        state = inspect(obj)
+        table = state.mapper.local_table
+        assert isinstance(table, Table)
+        values = {
+            prop.columns[0].key: state.dict[prop.key]
+            for prop in state.mapper.column_attrs
+            if prop.key in state.dict
+        }
+        by_table.setdefault(table, []).append(values)
+    for table, rows in by_table.items():
+        await session.execute(insert(table), rows)

@@ -20,7 +20,7 @@ from server.predictions.schemas import parse_create
 router = APIRouter(prefix="/v1")
 
 
-def get_deployments(request: Request) -> DeploymentService:
+async def get_deployments(request: Request) -> DeploymentService:
     service: DeploymentService = request.app.state.services.deployments
     return service
 

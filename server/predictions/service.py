@@ -15,14 +15,14 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import errors, ids
 from server.accounts.service import Account
 from server.accounts.tables import AccountRow
 from server.clock import Clock
-from server.db import Database
+from server.db import Database, insert_objects
 from server.metering.records import usage_row
 from server.metering.tables import UsageRow
 from server.models.service import ModelService, VersionInfo
@@ -44,6 +44,9 @@ from server.settings import MeteringSettings
 
 log = structlog.get_logger("server.predictions")
 
+UPDATE_STATUS = update(PredictionRow.__table__).where(  # type: ignore[arg-type]
+    PredictionRow.__table__.c.id == bindparam("_id")
+)
 INTERRUPTED = "The prediction was interrupted: the gateway restarted while it was running."
 
 OutputStore = Callable[[int, str, Any], Awaitable[Any]]
@@ -101,9 +104,8 @@ class PredictionService:
     def listen(self, listener: PredictionListener) -> None:
         self.listeners.append(listener)
 
-    def _stage(self, session: Any, event: PredictionEvent) -> None:
-        for listener in self.listeners:
-            session.add_all(listener.stage(event))
+    def _staged(self, event: PredictionEvent) -> list[object]:
+        return [row for listener in self.listeners for row in listener.stage(event)]
 
     def _publish(self, event: PredictionEvent) -> None:
         for listener in self.listeners:
@@ -168,24 +170,22 @@ class PredictionService:
         created = PredictionEvent("created", p, base_url=request.base_url)
 
         async def insert(session: AsyncSession) -> None:
-            session.add(
-                PredictionRow(
-                    id=p.id,
-                    account_id=p.account_id,
-                    model_id=p.model_id,
-                    version_id=p.version_id,
-                    deployment=p.deployment,
-                    input=p.input,
-                    source=p.source,
-                    webhook=p.webhook,
-                    webhook_events_filter=p.webhook_events_filter,
-                    created_at=p.created_at,
-                    deadline=p.deadline,
-                    stream_token=p.stream_token,
-                    **p.mutable_columns(),
-                )
+            row = PredictionRow(
+                id=p.id,
+                account_id=p.account_id,
+                model_id=p.model_id,
+                version_id=p.version_id,
+                deployment=p.deployment,
+                input=p.input,
+                source=p.source,
+                webhook=p.webhook,
+                webhook_events_filter=p.webhook_events_filter,
+                created_at=p.created_at,
+                deadline=p.deadline,
+                stream_token=p.stream_token,
+                **p.mutable_columns(),
             )
-            self._stage(session, created)
+            await insert_objects(session, [row, *self._staged(created)])
 
         await self.writes.write(insert)
         self._live[p.id] = p
@@ -349,15 +349,14 @@ class PredictionService:
         values = p.mutable_columns()
         usage = await self._usage_row(p) if new.is_terminal() and self.metering else None
 
+        # The usage record and what listeners stage (the completed webhook) commit with the
+        # status: never one without the other.
+        rows = ([usage] if usage is not None else []) + (self._staged(event) if event else [])
+
         async def write(session: AsyncSession) -> None:
-            await session.execute(
-                update(PredictionRow).where(PredictionRow.id == p.id).values(**values)
-            )
-            if usage is not None:
-                # The usage record commits with the terminal status: never one without the other.
-                session.add(usage)
-            if event is not None:
-                self._stage(session, event)  # e.g. the completed webhook: same transaction
+            await session.execute(UPDATE_STATUS, {"_id": p.id, **values})
+            if rows:
+                await insert_objects(session, rows)
 
         if new is Status.PROCESSING:
             self.writes.write_later(write)  # nobody waits for it; the terminal write follows it
