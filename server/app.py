@@ -146,6 +146,7 @@ def create_app(services: Services, startup: Startup | None = None) -> FastAPI:
     app.include_router(deployments_api.router)
     app.include_router(metering_api.router)
     app.include_router(scheduler_api.router)
+    app.include_router(scheduler_api.metrics_router)
     app.include_router(webhooks_api.router)
     app.include_router(accounts_api.router)
     app.include_router(files_api.router)

@@ -143,6 +143,14 @@ class Inventory:
         for index in allocation.devices:
             self._gpu_used[index] = max(0, self._gpu_used[index] - 1)
 
+    @property
+    def cpu_used(self) -> int:
+        return self._cpu_used
+
+    def gpu_load(self) -> list[tuple[GpuDevice, int]]:
+        """Each GPU with the number of instances on it."""
+        return [(g, self._gpu_used[g.index]) for g in self.gpus]
+
     def usage(self) -> dict[str, object]:
         return {
             "cpu_instances": {"used": self._cpu_used, "capacity": self.settings.cpu_instances},

@@ -15,6 +15,7 @@ with the setup logs.
 import asyncio
 import contextlib
 import math
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,17 @@ BUSY_RETRIES = 3
 BUSY_RETRY_DELAY_S = 0.01
 CRASH_ERRORS = ("Worker crashed",)
 RETRY_AFTER_MAX_S = 60
+
+
+@dataclass
+class PoolStats:
+    """Counters since the pool was created (``GET /metrics``)."""
+
+    boots: int = 0
+    cold_start_seconds: float = 0.0
+    lost: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    recent_cold_starts: deque[float] = field(default_factory=lambda: deque(maxlen=10))
 
 
 @dataclass
@@ -91,7 +103,7 @@ class Pool:
         self.jobs: dict[str, Job] = {}
         self.instances: dict[str, Instance] = {}
         self.allocations: dict[str, Allocation] = {}
-        self.cold_starts: list[float] = []
+        self.stats = PoolStats()
         self.run_time_avg: float | None = None
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()  # an instance became ready, or booting failed
@@ -166,7 +178,8 @@ class Pool:
             if self.planner.broken is not None:
                 raise SetupFailed(self.planner.broken)
             if any(i.state is InstanceState.READY for i in self.instances.values()):
-                return self.cold_starts[-1] if self.cold_starts else None
+                recent = self.stats.recent_cold_starts
+                return recent[-1] if recent else None
             self._changed.clear()
             await self._changed.wait()
 
@@ -245,7 +258,9 @@ class Pool:
             raise
         instance.booted_at = self.now()
         instance.boot_s = instance.booted_at - began
-        self.cold_starts.append(instance.boot_s)
+        self.stats.boots += 1
+        self.stats.cold_start_seconds += instance.boot_s
+        self.stats.recent_cold_starts.append(instance.boot_s)
         self.planner.ready(iid, self.now())
         self.log.info(
             "instance_ready", instance_id=instance.id, cold_start_s=round(instance.boot_s, 3)
@@ -294,6 +309,7 @@ class Pool:
             return
         instance.state = InstanceState.DEFUNCT
         instance.lost_reason = reason
+        self.stats.lost += 1
         self.planner.lost(iid)
         self.log.warning("instance_lost", instance_id=instance.id, reason=reason)
         self._spawn(self._stop_instance(iid, instance, drain=0.0), f"kill-{self.key}")
@@ -328,7 +344,9 @@ class Pool:
             )
         if instance.booted_at is not None and instance.booted_at >= job.submitted:
             result.metrics["cold_start_time"] = round(instance.boot_s, 6)
-        await self.events.completed(pid, self._outcome(job, result))
+        outcome = self._outcome(job, result)
+        self.stats.outcomes[outcome.status] += 1
+        await self.events.completed(pid, outcome)
 
     def _outcome(self, job: Job, result: CogResult) -> CogResult:
         """Apply why the gateway stopped a prediction to what the instance reported."""
@@ -474,5 +492,5 @@ class Pool:
                 }
                 for i in self.instances.values()
             ],
-            "cold_starts_s": [round(s, 3) for s in self.cold_starts[-10:]],
+            "cold_starts_s": [round(s, 3) for s in self.stats.recent_cold_starts],
         }

@@ -332,3 +332,46 @@ async def test_a_deployment_prediction_resumes_in_the_deployment_pool(tmp_path: 
         assert done["deployment"] == "admin/web"
         (pool,) = api.services.scheduler.snapshot()["pools"]
         assert pool["deployment"] == "admin/web"
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus' text format."""
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name + "{"):
+            continue
+        head, value = line.rsplit(" ", 1)
+        found = dict(part.split("=", 1) for part in head[len(name) + 1 : -1].split(","))
+        if all(found.get(k) == f'"{v}"' for k, v in labels.items()):
+            return float(value)
+    raise AssertionError(f"no sample {name} {labels} in:\n{text}")
+
+
+async def test_metrics_count_boots_cold_starts_and_outcomes(tmp_path: Path) -> None:
+    async for api in gateway(tmp_path, health_interval=0.05, health_failures=1):
+        await create(api, wait=True, text="one")
+        await create(api, wait=True, text="fail")
+        body = await create(api, seconds=30)
+        await eventually(running(api))
+        await api.client.post(f"/v1/predictions/{body['id']}/cancel")
+        await finished(api, body["id"])
+        resp = await api.client.get("/metrics")
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("text/plain")
+        text = resp.text
+        pool = {"model": "acme/echo"}
+        assert metric(text, "cogway_predictions_total", status="succeeded", **pool) == 1
+        assert metric(text, "cogway_predictions_total", status="failed", **pool) == 1
+        assert metric(text, "cogway_predictions_total", status="canceled", **pool) == 1
+        assert metric(text, "cogway_instance_boots_total", **pool) == 1
+        assert metric(text, "cogway_cold_start_seconds_count", **pool) == 1
+        assert metric(text, "cogway_instances", state="ready", **pool) == 1
+        assert metric(text, "cogway_queue_depth", **pool) == 0
+        assert "# TYPE cogway_cold_start_seconds summary" in text
+        (instance,) = api.runtime.api.values()
+        instance.health_status = "UNHEALTHY"
+        await eventually(counted(api.runtime.stopped, 1))
+        after = (await api.client.get("/metrics")).text
+        assert metric(after, "cogway_instances_lost_total", **pool) == 1
+        other = await api.services.accounts.create_token("mallory")
+        denied = await api.client.get("/metrics", headers={"Authorization": f"Bearer {other}"})
+        assert denied.status_code == 403
