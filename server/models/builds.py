@@ -105,6 +105,7 @@ class BuildService:
                 )
             await session.commit()
         self.models.forget(version_id)
+        created = await self._info(version_id)  # read before the build can finish: "building"
         build = self._builds[version_id] = Build()
         build.task = asyncio.create_task(
             self._build(version_id, snapshot, config, build), name=f"build-{version_id[:12]}"
@@ -112,7 +113,8 @@ class BuildService:
         log.info("version_build_started", model=full_name, version_id=version_id)
         if wait:
             await asyncio.shield(build.task)
-        return await self._info(version_id)
+            return await self._info(version_id)
+        return created
 
     def builder_cog_version(self) -> str:
         envs = getattr(self.builder, "envs", None)
