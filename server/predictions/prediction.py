@@ -34,6 +34,8 @@ class Prediction:
     deadline: datetime | None = None
     iterator: bool = False
     stream_token: str | None = None
+    hardware: str | None = None
+    """The SKU it runs on when a deployment release chose it (for its usage record)."""
     done: asyncio.Event = field(default_factory=asyncio.Event, repr=False, compare=False)
 
     @classmethod

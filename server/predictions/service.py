@@ -166,6 +166,7 @@ class PredictionService:
             iterator=version.output_is_iterator,
             output=[] if version.output_is_iterator else None,
             stream_token=secrets.token_urlsafe(18),
+            hardware=request.placement.hardware if request.placement else None,
         )
         created = PredictionEvent("created", p, base_url=request.base_url)
 
@@ -384,7 +385,7 @@ class PredictionService:
             model=p.model,
             version=p.version_id,
             deployment=p.deployment,
-            hardware=version.hardware if version else "cpu",
+            hardware=p.hardware or (version.hardware if version else "cpu"),
             status=p.status.value,
             created_at=p.created_at,
             started_at=p.started_at,
@@ -436,6 +437,7 @@ class PredictionService:
             placement = None
             if p.deployment and self.placement_of is not None:
                 placement = await self.placement_of(p.deployment, p.version_id)
+                p.hardware = placement.hardware if placement else None
             self._dispatch(version, p, clean, placement)
             resumed += 1
         if rows:

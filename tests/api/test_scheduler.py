@@ -8,9 +8,11 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from server.app import Startup, create_app
 from server.hardware import GpuDevice, HardwareSettings, Inventory
+from server.metering.tables import UsageRow
 from server.services import build_services
 from tests.conftest import ADMIN_TOKEN, FIXTURES, Api, make_settings, open_api
 from tests.fakes import FakeBuilder, FakeRuntime
@@ -186,6 +188,12 @@ async def test_gpus_are_assigned_one_per_instance(tmp_path: Path) -> None:
                         break
                     await asyncio.sleep(0.05)
                 assert body["status"] == "succeeded"
+            # Usage records bill the SKU the deployment release ran on.
+            async with services.db.session() as session:
+                usage = (await session.execute(select(UsageRow))).scalars().all()
+            by_id = {row.prediction_id: row.record["hardware"] for row in usage}
+            assert [by_id[i] for i in ids] == ["gpu-t4"] * 3
+            assert by_id[cpu.json()["id"]] == "cpu"
 
 
 async def test_failed_health_checks_replace_the_instance(tmp_path: Path) -> None:
