@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -96,6 +97,8 @@ class Inventory:
         self.gpus = sorted(gpus, key=lambda g: g.index)
         self._cpu_used = 0
         self._gpu_used: Counter[int] = Counter()
+        self.on_release: Callable[[], None] = lambda: None
+        """Called when capacity frees up (the scheduler wakes pools that wait for it)."""
 
     @classmethod
     def from_settings(cls, settings: HardwareSettings) -> "Inventory":
@@ -142,6 +145,7 @@ class Inventory:
             self._cpu_used = max(0, self._cpu_used - 1)
         for index in allocation.devices:
             self._gpu_used[index] = max(0, self._gpu_used[index] - 1)
+        self.on_release()
 
     @property
     def cpu_used(self) -> int:

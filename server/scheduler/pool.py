@@ -128,6 +128,10 @@ class Pool:
         self.planner.policy.max_instances = placement.max_instances
         self._wake.set()
 
+    def wake(self) -> None:
+        """Plan again now (e.g. hardware another pool held is free)."""
+        self._wake.set()
+
     def now(self) -> float:
         return self._loop.time()
 

@@ -48,6 +48,7 @@ class Scheduler:
         self.inventory = inventory
         self.on_setup_failed = on_setup_failed
         self.pools: dict[str, Pool] = {}
+        inventory.on_release = self._hardware_freed
         self._owner: dict[str, Pool] = {}  # prediction id -> the pool holding it
         self._session: aiohttp.ClientSession | None = None
         self._accepting = True
@@ -67,6 +68,11 @@ class Scheduler:
         if self.client_factory is not None:
             return self.client_factory(handle)
         return CogClient(handle.base_url, self.session)
+
+    def _hardware_freed(self) -> None:
+        """An instance gave its CPU or GPU back: pools waiting for hardware may boot now."""
+        for pool in self.pools.values():
+            pool.wake()
 
     def placement(self, version: VersionInfo, deployment: Placement | None = None) -> Placement:
         """A deployment's placement, or the version's own (scale to zero, its model's SKU)."""

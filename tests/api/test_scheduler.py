@@ -383,3 +383,51 @@ async def test_metrics_count_boots_cold_starts_and_outcomes(tmp_path: Path) -> N
         other = await api.services.accounts.create_token("mallory")
         denied = await api.client.get("/metrics", headers={"Authorization": f"Bearer {other}"})
         assert denied.status_code == 403
+
+
+async def test_a_pool_waiting_for_hardware_boots_when_another_pool_frees_it(
+    tmp_path: Path,
+) -> None:
+    runtime = FakeRuntime()
+    settings = make_settings(
+        tmp_path,
+        runtime={"env_cache_dir": tmp_path, "idle_timeout": 0.3, "stop_grace": 0.1},
+    )
+    services = build_services(
+        settings,
+        runtime=runtime,
+        builder=FakeBuilder(),
+        client_factory=runtime.client_for,
+        inventory=Inventory(HardwareSettings(cpu_instances=1), []),
+    )
+    app = create_app(services, Startup(models=[("acme/echo", FIXTURES / "echo")], warm=False))
+    async with app.router.lifespan_context(app):
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://gw.test", headers=headers
+        ) as client:
+            version = (await client.get("/v1/models/acme/echo")).json()["latest_version"]["id"]
+            first = await client.post(
+                "/v1/predictions",
+                json={"version": version, "input": {"text": "a"}},
+                headers={"Prefer": "wait"},
+            )
+            assert first.json()["output"] == "a"
+            deployment = {
+                "name": "other",
+                "model": "acme/echo",
+                "version": version,
+                "hardware": "cpu",
+                "min_instances": 0,
+                "max_instances": 1,
+            }
+            assert (await client.post("/v1/deployments", json=deployment)).status_code == 200
+            # The one CPU slot is held by the version's idle instance: this one waits for it.
+            second = await client.post(
+                "/v1/deployments/admin/other/predictions",
+                json={"input": {"text": "b"}},
+                headers={"Prefer": "wait=5"},
+            )
+            assert second.json()["output"] == "b"
+            assert runtime.stopped == ["fake-1"], "the idle instance gave its slot back"
+            assert len(runtime.started) == 2
