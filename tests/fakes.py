@@ -78,7 +78,8 @@ class FakeHandle:
 @dataclass
 class FakeInstanceAPI:
     """Speaks like Cog: echoes ``text`` ``count`` times, sleeps ``seconds`` (cancellable,
-    unless text == "stubborn"), fails when text == "fail". A killed instance drops its
+    unless text == "stubborn"), fails when text == "fail", takes 0.2 s to start when
+    text == "late". A killed instance drops its
     predictions' connections."""
 
     setup_error: str | None = None
@@ -102,6 +103,8 @@ class FakeInstanceAPI:
     ) -> CogResult:
         if self.killed.is_set():
             raise InstanceUnavailable("connection refused")
+        if input.get("text") == "late":  # Cog has not taken the POST yet: cancel finds nothing
+            await asyncio.sleep(0.2)
         self.inputs.append(input)
         if input.get("text") == "stubborn":
             self.stubborn.add(prediction_id)

@@ -61,6 +61,8 @@ class Job:
     instance_id: str | None = None
     stop_reason: str | None = None
     """Why the gateway stopped it: canceled, deadline or max_run_time."""
+    cancel_pending: bool = False
+    """Canceled before Cog knew the prediction: forward the cancel on its start event."""
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
 
     def clear_timers(self) -> None:
@@ -366,6 +368,9 @@ class Pool:
         async def on_event(event: str, payload: dict[str, Any]) -> None:
             if event == "start":
                 await self.events.started(job.prediction_id)
+                if job.cancel_pending:
+                    job.cancel_pending = False
+                    self._spawn(self._forward_cancel(instance, job), f"cancel-{job.prediction_id}")
             elif event in ("log", "output"):
                 await self.events.progress(job.prediction_id, event, payload)
 
@@ -393,13 +398,21 @@ class Pool:
         instance = self.instances.get(job.instance_id)
         if instance is None:
             return False
-        job.stop_reason = job.stop_reason or reason
-        job.timers.append(
-            self._loop.call_later(self.settings.cancel_grace, self._kill_if_running, job)
-        )
+        if job.stop_reason is None:
+            job.stop_reason = reason
+            job.timers.append(
+                self._loop.call_later(self.settings.cancel_grace, self._kill_if_running, job)
+            )
+        await self._forward_cancel(instance, job)
+        return True  # it stops: Cog cancels it, or the grace runs out and the instance dies
+
+    async def _forward_cancel(self, instance: Instance, job: Job) -> None:
+        accepted = False
         with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-            return await instance.client.cancel(prediction_id)
-        return False
+            accepted = await instance.client.cancel(job.prediction_id)
+        # Cog answers 404 for a prediction whose POST it has not taken yet (dispatched a
+        # moment ago): cancel it as soon as its start event arrives.
+        job.cancel_pending = not accepted
 
     def _expire(self, job: Job, reason: str) -> None:
         if self.jobs.get(job.prediction_id) is not job:

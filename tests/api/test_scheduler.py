@@ -32,6 +32,17 @@ def running(api: Api) -> Callable[[], bool]:
     return lambda: any(instance.running for instance in api.runtime.api.values())
 
 
+def dispatched(api: Api, prediction_id: str) -> Callable[[], bool]:
+    """The prediction has left the queue for an instance."""
+
+    def check() -> bool:
+        pools = api.services.scheduler.pools.values()
+        jobs = [pool.jobs.get(prediction_id) for pool in pools]
+        return any(job is not None and job.instance_id is not None for job in jobs)
+
+    return check
+
+
 def counted(items: list[Any], n: int) -> Callable[[], bool]:
     return lambda: len(items) == n
 
@@ -431,3 +442,13 @@ async def test_a_pool_waiting_for_hardware_boots_when_another_pool_frees_it(
             assert second.json()["output"] == "b"
             assert runtime.stopped == ["fake-1"], "the idle instance gave its slot back"
             assert len(runtime.started) == 2
+
+
+async def test_cancel_before_cog_has_the_prediction_still_cancels(api: Api) -> None:
+    """Cog answers 404 to a cancel for a prediction it has not taken yet; the gateway
+    forwards the cancel again when the prediction starts."""
+    body = await create(api, seconds=30, text="late")
+    await eventually(dispatched(api, body["id"]))
+    resp = await api.client.post(f"/v1/predictions/{body['id']}/cancel")
+    assert resp.json()["status"] == "canceled"
+    assert api.runtime.stopped == [], "canceled by Cog, not by killing the instance"
