@@ -201,7 +201,15 @@ class PredictionService:
             p = await self._load(prediction_id)
         if p is None or p.account_id != account.id:
             raise errors.NotFound("Prediction not found.")
+        await self._settled(p)
         return p
+
+    @staticmethod
+    async def _settled(p: Prediction) -> None:
+        """A terminal status is shown only once it is written (with its usage record):
+        ``_transition`` sets ``done`` after the commit."""
+        if p.status.is_terminal() and not p.done.is_set():
+            await p.done.wait()
 
     async def by_stream_token(self, prediction_id: str, token: str) -> Prediction:
         """The prediction a ``urls.stream`` capability names; 404 for a wrong token."""
@@ -235,6 +243,7 @@ class PredictionService:
         for row in page.results:
             live = self._live.get(row.id)
             if live is not None:
+                await self._settled(live)
                 results.append(live)
                 continue
             version = await self.models.version(row.version_id)
@@ -362,7 +371,12 @@ class PredictionService:
         if new is Status.PROCESSING:
             self.writes.write_later(write)  # nobody waits for it; the terminal write follows it
         else:
-            await self.writes.write(write)
+            try:
+                await self.writes.write(write)
+            except BaseException:
+                if new.is_terminal():  # nobody waits forever; the row is recovered at restart
+                    p.done.set()
+                raise
         log.info("prediction_status", prediction_id=p.id, status=new.value)
         if event is not None:
             self._publish(event)

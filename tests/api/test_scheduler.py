@@ -452,3 +452,25 @@ async def test_cancel_before_cog_has_the_prediction_still_cancels(api: Api) -> N
     resp = await api.client.post(f"/v1/predictions/{body['id']}/cancel")
     assert resp.json()["status"] == "canceled"
     assert api.runtime.stopped == [], "canceled by Cog, not by killing the instance"
+
+
+async def test_a_terminal_status_is_shown_only_once_it_is_written(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GET never shows ``succeeded`` before the status and its usage record have committed."""
+    writes = api.services.predictions.writes
+    commit = writes._commit
+
+    async def slow_commit(batch: Any) -> None:
+        await asyncio.sleep(0.2)
+        await commit(batch)
+
+    monkeypatch.setattr(writes, "_commit", slow_commit)
+    body = await create(api, text="slow write")
+    for _ in range(500):  # poll like a client would
+        if (await status_of(api, body["id"]))["status"] == "succeeded":
+            break
+        await asyncio.sleep(0.01)
+    async with api.services.db.session() as session:
+        row = await session.scalar(select(UsageRow).where(UsageRow.prediction_id == body["id"]))
+    assert row is not None, "succeeded was visible before its usage record was written"
