@@ -123,8 +123,11 @@ class Inventory:
         return [g.index for g in self.gpus if g.sku == sku and self._gpu_used[g.index] < cap]
 
     def can_place(self, sku: str) -> bool:
-        if sku == CPU or sku not in self.skus():
-            return sku == CPU and self._cpu_used < self.settings.cpu_instances
+        """Whether one more instance of ``sku`` fits (a SKU this machine lacks never does)."""
+        if sku == CPU:
+            return self._cpu_used < self.settings.cpu_instances
+        if not any(g.sku == sku for g in self.gpus):
+            return False
         return len(self._free_gpus(sku)) >= self.settings.gpus_per_instance
 
     def acquire(self, sku: str) -> Allocation | None:
@@ -159,7 +162,6 @@ class Inventory:
         return {
             "cpu_instances": {"used": self._cpu_used, "capacity": self.settings.cpu_instances},
             "gpus": [
-                {"index": g.index, "sku": g.sku, "instances": self._gpu_used[g.index]}
-                for g in self.gpus
+                {"index": g.index, "sku": g.sku, "instances": count} for g, count in self.gpu_load()
             ],
         }

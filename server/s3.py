@@ -4,6 +4,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 
 def s3_client(
@@ -30,3 +31,17 @@ def s3_client(
     )
     session = boto3.session.Session(region_name=region)
     return session.client("s3", endpoint_url=endpoint_url, config=config)
+
+
+def create_bucket(client: Any, bucket: str) -> None:
+    """Create ``bucket`` in the client's region; one that already exists (another gateway
+    created it in between) is fine."""
+    region = client.meta.region_name
+    kwargs: dict[str, Any] = {"Bucket": bucket}
+    if region and region != "us-east-1":  # us-east-1 rejects an explicit constraint
+        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    try:
+        client.create_bucket(**kwargs)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
+            raise

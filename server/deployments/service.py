@@ -162,14 +162,6 @@ class DeploymentService:
             results = await self._load(session, page.results)
         return Page(results, page.next, page.previous)
 
-    async def current_version(self, account: Account, owner: str, name: str) -> VersionInfo:
-        """The version that predictions sent to the deployment run."""
-        deployment = await self.get(account, owner, name)
-        info = await self.models.version(deployment.release.version)
-        if info is None or not info.runnable:
-            raise errors.InvalidVersion()
-        return info
-
     async def placement(
         self, account: Account, owner: str, name: str
     ) -> tuple[VersionInfo, Placement]:

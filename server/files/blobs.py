@@ -14,6 +14,7 @@ from typing import Any, BinaryIO, Protocol
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import ClientError
 
+from server.s3 import create_bucket
 from server.s3 import s3_client as shared_s3_client
 from server.settings import Settings
 
@@ -137,19 +138,8 @@ class S3BlobStore:
         except (ClientError, S3UploadFailedError) as exc:
             if "NoSuchBucket" not in str(exc):
                 raise
-            self._create_bucket()
+            create_bucket(self.client, self.bucket)
             upload()
-
-    def _create_bucket(self) -> None:
-        region = self.client.meta.region_name
-        kwargs: dict[str, Any] = {"Bucket": self.bucket}
-        if region and region != "us-east-1":  # us-east-1 rejects an explicit constraint
-            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
-        try:
-            self.client.create_bucket(**kwargs)
-        except ClientError as exc:  # another gateway created it in between
-            if exc.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
-                raise
 
     async def open(self, key: str) -> AsyncIterator[bytes]:
         try:

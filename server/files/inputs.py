@@ -15,15 +15,13 @@ Local paths and other schemes never get here: ``server.predictions.validation`` 
 import asyncio
 import ipaddress
 import re
-import socket
-from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
 import structlog
 
-from server import errors
+from server import errors, urls
 from server.files.service import FilesService, StoredFile
 from server.models.service import VersionInfo
 
@@ -51,16 +49,6 @@ def uri_fields(openapi_schema: dict[str, Any]) -> frozenset[str]:
 def _origin(url: str) -> tuple[str, str, str]:
     parts = urlsplit(url)
     return parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/")
-
-
-def _is_public(addresses: Iterable[str]) -> bool:
-    for raw in addresses:
-        address = ipaddress.ip_address(raw.split("%", 1)[0])
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        if not address.is_global or address.is_multicast:
-            return False
-    return True
 
 
 class FileInputs:
@@ -190,13 +178,10 @@ class FileInputs:
         except ValueError:
             port = parts.port or (443 if parts.scheme == "https" else 80)
             try:
-                infos = await asyncio.get_running_loop().getaddrinfo(
-                    host, port, type=socket.SOCK_STREAM
-                )
+                addresses = await urls.resolve(host, port)
             except OSError:
                 raise Refused(f"The host {host} could not be resolved.") from None
-            addresses = [str(info[4][0]) for info in infos]
-        if not _is_public(addresses):
+        if not all(urls.is_public(address) for address in addresses):
             raise Refused(f"The host {host} is a loopback, private or link-local address.")
 
 

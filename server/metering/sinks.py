@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
+from server.s3 import create_bucket
 from server.s3 import s3_client as shared_s3_client
 from server.settings import Settings
 
@@ -185,15 +186,7 @@ class S3Sink:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket"):
                 raise
-        region = self.client.meta.region_name
-        kwargs: dict[str, Any] = {"Bucket": self.bucket}
-        if region and region != "us-east-1":  # us-east-1 rejects an explicit constraint
-            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
-        try:
-            self.client.create_bucket(**kwargs)
-        except ClientError as exc:  # another gateway created it in between
-            if exc.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
-                raise
+        create_bucket(self.client, self.bucket)
 
 
 def _s3_client(*, endpoint_url: str | None, region: str) -> Any:

@@ -385,8 +385,6 @@ class PredictionService:
         if new.is_terminal():
             p.done.set()
             self._live.pop(p.id, None)
-            if self.scheduler is not None:
-                self.scheduler.forget(p.id)
         return True
 
     async def _usage_row(self, p: Prediction) -> UsageRow:

@@ -57,7 +57,6 @@ class Job:
     prediction_id: str
     input: dict[str, Any]
     submitted: float
-    deadline: float | None = None
     instance_id: str | None = None
     stop_reason: str | None = None
     """Why the gateway stopped it: canceled, deadline or max_run_time."""
@@ -155,7 +154,7 @@ class Pool:
         return max(1, min(RETRY_AFTER_MAX_S, math.ceil(self.queued * per_run / slots)))
 
     def submit(self, prediction_id: str, input: dict[str, Any], deadline: float | None) -> None:
-        job = Job(prediction_id, input, self.now(), deadline)
+        job = Job(prediction_id, input, self.now())
         self.jobs[prediction_id] = job
         if self.planner.broken is not None:
             self._spawn(self._fail([job], self.planner.broken), f"fail-{prediction_id}")

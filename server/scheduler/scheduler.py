@@ -49,7 +49,6 @@ class Scheduler:
         self.on_setup_failed = on_setup_failed
         self.pools: dict[str, Pool] = {}
         inventory.on_release = self._hardware_freed
-        self._owner: dict[str, Pool] = {}  # prediction id -> the pool holding it
         self._session: aiohttp.ClientSession | None = None
         self._accepting = True
 
@@ -147,13 +146,11 @@ class Scheduler:
         """Queue a prediction. ``deadline`` is on the event loop's clock (``loop.time()``)."""
         if not self._accepting:
             raise errors.ServiceUnavailable("The gateway is shutting down.")
-        pool = self.pool(version, placement)
-        self._owner[prediction_id] = pool
-        pool.submit(prediction_id, input, deadline)
+        self.pool(version, placement).submit(prediction_id, input, deadline)
 
-    def forget(self, prediction_id: str) -> None:
-        """The prediction reached a terminal state."""
-        self._owner.pop(prediction_id, None)
+    def _holding(self, prediction_id: str) -> Pool | None:
+        """The pool that has the prediction queued or running."""
+        return next((p for p in self.pools.values() if prediction_id in p.jobs), None)
 
     async def warm(self, version: VersionInfo, placement: Placement | None = None) -> float | None:
         """Boot an instance now (``cogway serve`` does this for its models)."""
@@ -170,14 +167,11 @@ class Scheduler:
                 )
 
     def dequeue(self, prediction_id: str) -> bool:
-        pool = self._owner.get(prediction_id)
-        if pool is not None and pool.dequeue(prediction_id):
-            self._owner.pop(prediction_id, None)
-            return True
-        return False
+        pool = self._holding(prediction_id)
+        return pool is not None and pool.dequeue(prediction_id)
 
     async def cancel(self, prediction_id: str) -> bool:
-        pool = self._owner.get(prediction_id)
+        pool = self._holding(prediction_id)
         return pool is not None and await pool.cancel(prediction_id)
 
     def snapshot(self) -> dict[str, Any]:
@@ -195,7 +189,6 @@ class Scheduler:
             *(p.stop(drain_timeout=self.settings.drain_timeout) for p in self.pools.values())
         )
         self.pools.clear()
-        self._owner.clear()
         await self.runtime.aclose()
         if self._session is not None:
             await self._session.close()

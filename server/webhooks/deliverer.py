@@ -27,13 +27,13 @@ from typing import Any
 import httpx
 import structlog
 
-from server import __version__, ids
+from server import __version__, ids, urls
 from server.clock import Clock
 from server.db import Database
 from server.predictions.prediction import Prediction, PredictionEvent
 from server.predictions.schemas import render
 from server.settings import WebhookSettings
-from server.webhooks import signing, urls
+from server.webhooks import signing
 from server.webhooks.outbox import INTERMEDIATE, Message, Outbox, Outcome
 from server.webhooks.retry import RetryPolicy
 from server.webhooks.service import WebhookService

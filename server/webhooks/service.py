@@ -6,13 +6,12 @@ from collections.abc import Callable
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from server import errors
+from server import errors, urls
 from server.accounts.service import Account
 from server.clock import Clock
 from server.db import Database
 from server.pagination import Page, paginate
 from server.settings import WebhookSettings
-from server.webhooks import urls
 from server.webhooks.signing import new_secret
 from server.webhooks.tables import WebhookAttemptRow, WebhookDeliveryRow, WebhookSecretRow
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from server.webhooks import urls
+from server import urls
 
 pytestmark = pytest.mark.anyio
 

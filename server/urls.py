@@ -1,7 +1,9 @@
-"""Which webhook URLs the gateway will call: http(s) with a host whose every address is public.
+"""Which URLs the gateway will call out to: http(s) with a host whose every address is public.
 
 Loopback, private, link-local, shared (CGNAT), multicast and reserved destinations are refused
-unless ``allow_private`` is set, so a webhook cannot make the gateway call into its own network.
+unless ``allow_private`` is set, so a webhook or a file input cannot make the gateway call into
+its own network. ``check`` is the webhook policy; file inputs use ``resolve`` and ``is_public``
+for each hop of their fetch (``server.files.inputs``).
 Host names are resolved and every address must pass; IP literals are checked as written. The
 check runs when a prediction is created and again before each attempt (the name may since point
 elsewhere); a name that changes between that check and the connection is not caught.
