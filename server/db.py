@@ -1,12 +1,12 @@
 """The store: an async SQLAlchemy engine (SQLite by default, PostgreSQL by URL), the table base."""
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, MetaData, Table, event, insert, inspect, text
+from sqlalchemy import JSON, DateTime, MetaData, event, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -63,7 +63,7 @@ class Database:
                 kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "connect", sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     async def create(self) -> None:
@@ -90,32 +90,10 @@ class Database:
         await self.engine.dispose()
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
-
-
-async def insert_objects(session: AsyncSession, objects: Sequence[object]) -> None:
-    """INSERT mapped objects as Core statements, one executemany per table.
-
-    For hot paths: the same rows ``session.add`` would write, without the unit of work (about
-    a third of the cost per row). Only attributes that were set are sent, so column defaults
-    apply as with ``add``; nothing is loaded back (autoincrement keys stay unset).
-    """
-    by_table: dict[Table, list[dict[str, Any]]] = {}
-    for obj in objects:
-        state = inspect(obj)
-        table = state.mapper.local_table
-        assert isinstance(table, Table)
-        values = {
-            prop.columns[0].key: state.dict[prop.key]
-            for prop in state.mapper.column_attrs
-            if prop.key in state.dict
-        }
-        by_table.setdefault(table, []).append(values)
-    for table, rows in by_table.items():
-        await session.execute(insert(table), rows)

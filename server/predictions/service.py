@@ -15,14 +15,14 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Table, select
 
 from server import errors, ids
 from server.accounts.service import Account
 from server.accounts.tables import AccountRow
 from server.clock import Clock
-from server.db import Database, insert_objects
+from server.db import Database
+from server.dbwrite import Insert, Op, Update, executor_for, insert_of
 from server.metering.records import usage_row
 from server.metering.tables import UsageRow
 from server.models.service import ModelService, VersionInfo
@@ -44,9 +44,7 @@ from server.settings import MeteringSettings
 
 log = structlog.get_logger("server.predictions")
 
-UPDATE_STATUS = update(PredictionRow.__table__).where(  # type: ignore[arg-type]
-    PredictionRow.__table__.c.id == bindparam("_id")
-)
+PREDICTIONS: Table = PredictionRow.__table__  # type: ignore[assignment]
 INTERRUPTED = "The prediction was interrupted: the gateway restarted while it was running."
 
 OutputStore = Callable[[int, str, Any], Awaitable[Any]]
@@ -96,7 +94,7 @@ class PredictionService:
         self._live: dict[str, Prediction] = {}
         self._validators: dict[str, InputValidator] = {}
         self.listeners: list[PredictionListener] = []
-        self.writes = GroupCommit(db)
+        self.writes = GroupCommit(executor_for(db))
 
     def attach(self, scheduler: Scheduler) -> None:
         self.scheduler = scheduler
@@ -170,25 +168,25 @@ class PredictionService:
         )
         created = PredictionEvent("created", p, base_url=request.base_url)
 
-        async def insert(session: AsyncSession) -> None:
-            row = PredictionRow(
-                id=p.id,
-                account_id=p.account_id,
-                model_id=p.model_id,
-                version_id=p.version_id,
-                deployment=p.deployment,
-                input=p.input,
-                source=p.source,
-                webhook=p.webhook,
-                webhook_events_filter=p.webhook_events_filter,
-                created_at=p.created_at,
-                deadline=p.deadline,
-                stream_token=p.stream_token,
+        row = Insert(
+            PREDICTIONS,
+            {
+                "id": p.id,
+                "account_id": p.account_id,
+                "model_id": p.model_id,
+                "version_id": p.version_id,
+                "deployment": p.deployment,
+                "input": p.input,
+                "source": p.source,
+                "webhook": p.webhook,
+                "webhook_events_filter": p.webhook_events_filter,
+                "created_at": p.created_at,
+                "deadline": p.deadline,
+                "stream_token": p.stream_token,
                 **p.mutable_columns(),
-            )
-            await insert_objects(session, [row, *self._staged(created)])
-
-        await self.writes.write(insert)
+            },
+        )
+        await self.writes.write([row, *map(insert_of, self._staged(created))])
         self._live[p.id] = p
         self._publish(created)
         self._dispatch(version, p, clean, request.placement)
@@ -356,17 +354,15 @@ class PredictionService:
             "completed" if new.is_terminal() else "start" if new is Status.PROCESSING else None
         )
         event = PredictionEvent(kind, p) if kind is not None else None
-        values = p.mutable_columns()
         usage = await self._usage_row(p) if new.is_terminal() and self.metering else None
 
         # The usage record and what listeners stage (the completed webhook) commit with the
         # status: never one without the other.
-        rows = ([usage] if usage is not None else []) + (self._staged(event) if event else [])
-
-        async def write(session: AsyncSession) -> None:
-            await session.execute(UPDATE_STATUS, {"_id": p.id, **values})
-            if rows:
-                await insert_objects(session, rows)
+        rows: list[object] = [usage] if usage is not None else []
+        if event is not None:
+            rows += self._staged(event)
+        write: list[Op] = [Update(PREDICTIONS, p.id, p.mutable_columns())]
+        write += map(insert_of, rows)
 
         if new is Status.PROCESSING:
             self.writes.write_later(write)  # nobody waits for it; the terminal write follows it

@@ -7,6 +7,8 @@ writer there is also no lock contention between connections (SQLite's busy waits
 the long tail of ``Prefer: wait`` at 16 clients). ``write_later`` queues a write nobody waits
 for (``processing``), in order with the writes after it.
 
+A write is a list of ``server.dbwrite`` operations (data, not code), so a batch goes to the
+executor in one piece: on SQLite, one hand-off to the writer thread per batch.
 If a batch fails, each write in it is retried alone, so one bad write fails only its caller.
 The task ``prediction-writer`` is started on first use and flushed by ``stop()`` at shutdown,
 before the database closes.
@@ -14,29 +16,28 @@ before the database closes.
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Sequence
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db import Database
+from server.dbwrite import Executor, Op
 
 log = structlog.get_logger("server.predictions.writer")
 
-Work = Callable[[AsyncSession], Awaitable[None]]
+Work = Sequence[Op]
 Item = tuple[Work, asyncio.Future[None] | None]
 
 
 class GroupCommit:
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
         self._items: list[Item] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
     async def write(self, work: Work) -> None:
-        """Run ``work`` in a transaction and return once it has committed."""
+        """Write ``work`` in a transaction and return once it has committed."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._enqueue((work, future))
         await future
@@ -65,10 +66,7 @@ class GroupCommit:
 
     async def _commit(self, batch: list[Item]) -> None:
         try:
-            async with self.db.session() as session:
-                for work, _ in batch:
-                    await work(session)
-                await session.commit()
+            await self.executor.run([op for work, _ in batch for op in work])
         except Exception as exc:
             if len(batch) > 1:  # find the bad one: each write alone
                 for item in batch:
@@ -85,10 +83,10 @@ class GroupCommit:
                 future.set_result(None)
 
     async def stop(self) -> None:
-        """Commit what is queued, then end the task."""
+        """Commit what is queued, end the task, close the executor."""
         self._stopping = True
-        if self._task is None:
-            return
-        self._wake.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        if self._task is not None:
+            self._wake.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.executor.close()

@@ -1,0 +1,244 @@
+"""Writes as data, and the two executors that commit a list of them as one transaction.
+
+The hot path (a prediction's status changes, with the usage and webhook rows that commit with
+them) describes its writes as ``Insert`` and ``Update`` values and hands them to
+``server.predictions.writer.GroupCommit``, which commits many requests' writes at once through
+an ``Executor``:
+
+- ``SqliteExecutor`` (the embedded default): one thread owning a plain ``sqlite3`` connection.
+  A batch is one hand-off to that thread and one ``BEGIN IMMEDIATE … COMMIT``; statements are
+  compiled once per table and column set. Values go through the bind processors SQLAlchemy
+  uses for the same columns (JSON, UTC datetimes), so what SQLAlchemy reads back is what it
+  would have written itself. Why: through the async engine every statement costs several
+  hops to aiosqlite's thread plus SQLAlchemy's execution machinery, which was about half of
+  the gateway's CPU per prediction (README, "Why a raw SQLite writer").
+- ``CoreExecutor`` (PostgreSQL, in-memory SQLite): SQLAlchemy Core on the engine, one
+  ``executemany`` per run of like statements.
+"""
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import Column, Table, bindparam, insert, inspect, update
+from sqlalchemy.engine import Dialect
+
+from server.db import Database, sqlite_pragmas
+
+
+@dataclass(frozen=True, slots=True)
+class Insert:
+    """One row; columns left out get their scalar default (as an ORM insert would)."""
+
+    table: Table
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """``UPDATE table SET values WHERE <primary key> = key``."""
+
+    table: Table
+    key: Any
+    values: dict[str, Any]
+
+
+Op = Insert | Update
+
+
+def insert_of(obj: object) -> Insert:
+    """The ``Insert`` for a mapped object (the attributes that were set, defaults for the rest)."""
+    state = inspect(obj)
+    table = state.mapper.local_table
+    assert isinstance(table, Table)
+    values = {
+        prop.columns[0].key: state.dict[prop.key]
+        for prop in state.mapper.column_attrs
+        if prop.key in state.dict
+    }
+    return Insert(table, values)
+
+
+def with_defaults(op: Insert) -> dict[str, Any]:
+    """The row with every column: scalar defaults and NULL for what was left out, except an
+    autoincrement key or a server default (the database fills those)."""
+    row = dict(op.values)
+    for col in op.table.columns:
+        if col.key in row or col.server_default is not None or _autoincrement(col):
+            continue
+        default = col.default
+        if default is None:
+            row[col.key] = None
+        elif getattr(default, "is_scalar", False):
+            row[col.key] = getattr(default, "arg", None)
+        else:
+            raise ValueError(f"{op.table.name}.{col.key}: only scalar defaults are supported")
+    return row
+
+
+def _autoincrement(col: Column[Any]) -> bool:
+    return bool(col.primary_key and col.table._autoincrement_column is col)
+
+
+def _runs(ops: Sequence[Op]) -> list[tuple[Op, list[Op]]]:
+    """Consecutive ops of the same shape (kind, table, columns), for one executemany each."""
+    runs: list[tuple[Op, list[Op]]] = []
+    last: tuple[Any, ...] | None = None
+    for op in ops:
+        shape = (type(op), op.table.name, tuple(op.values))
+        if shape == last:
+            runs[-1][1].append(op)
+        else:
+            runs.append((op, [op]))
+            last = shape
+    return runs
+
+
+class Executor(Protocol):
+    async def run(self, ops: Sequence[Op]) -> None:
+        """Execute ``ops`` in order in one transaction; raise (and roll back) if any fails."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+# --- SQLite: a writer thread with its own connection ---------------------------------------------
+
+Processor = Callable[[Any], Any] | None
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    columns: tuple[str, ...]
+    processors: tuple[Processor, ...]
+
+    def params(self, values: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(
+            values[c] if proc is None else proc(values[c])
+            for c, proc in zip(self.columns, self.processors, strict=True)
+        )
+
+
+class SqliteExecutor:
+    """Runs batches on one thread that owns a ``sqlite3`` connection to the database file."""
+
+    def __init__(self, path: str, dialect: Dialect) -> None:
+        self.path = path
+        self.dialect = dialect
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        self._conn: sqlite3.Connection | None = None
+        self._compiled: dict[tuple[Any, ...], _Compiled] = {}
+
+    async def run(self, ops: Sequence[Op]) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._run, ops)
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
+        self._thread.shutdown(wait=True)
+
+    # The rest runs on the writer thread.
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            # isolation_level=None: transactions are exactly the BEGIN/COMMIT below.
+            conn = sqlite3.connect(self.path, isolation_level=None)
+            sqlite_pragmas(conn, None)
+            self._conn = conn
+        return self._conn
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _run(self, ops: Sequence[Op]) -> None:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for first, run in _runs(ops):
+                if isinstance(first, Insert):
+                    rows = [with_defaults(op) for op in run if isinstance(op, Insert)]
+                    compiled = self._insert(first.table, tuple(rows[0]))
+                    params = [compiled.params(row) for row in rows]
+                else:
+                    compiled = self._update(first.table, tuple(first.values))
+                    params = [
+                        compiled.params({**op.values, "_key": op.key})
+                        for op in run
+                        if isinstance(op, Update)
+                    ]
+                if len(params) == 1:
+                    conn.execute(compiled.sql, params[0])
+                else:
+                    conn.executemany(compiled.sql, params)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _processor(self, table: Table, column: str) -> Processor:
+        col_type = table.columns[column].type
+        return col_type.dialect_impl(self.dialect).bind_processor(self.dialect)
+
+    def _insert(self, table: Table, columns: tuple[str, ...]) -> _Compiled:
+        key = ("insert", table.name, columns)
+        found = self._compiled.get(key)
+        if found is None:
+            quote = self.dialect.identifier_preparer.quote
+            names = ", ".join(quote(table.columns[c].name) for c in columns)
+            marks = ", ".join("?" for _ in columns)
+            sql = f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks})"
+            processors = tuple(self._processor(table, c) for c in columns)
+            found = self._compiled[key] = _Compiled(sql, columns, processors)
+        return found
+
+    def _update(self, table: Table, columns: tuple[str, ...]) -> _Compiled:
+        key = ("update", table.name, columns)
+        found = self._compiled.get(key)
+        if found is None:
+            quote = self.dialect.identifier_preparer.quote
+            (pk,) = table.primary_key.columns
+            sets = ", ".join(f"{quote(table.columns[c].name)} = ?" for c in columns)
+            sql = f"UPDATE {quote(table.name)} SET {sets} WHERE {quote(pk.name)} = ?"
+            processors = (
+                *(self._processor(table, c) for c in columns),
+                self._processor(table, pk.key),
+            )
+            found = self._compiled[key] = _Compiled(sql, (*columns, "_key"), processors)
+        return found
+
+
+# --- everything else: SQLAlchemy Core ------------------------------------------------------------
+
+
+class CoreExecutor:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def run(self, ops: Sequence[Op]) -> None:
+        async with self.db.engine.begin() as conn:
+            for first, run in _runs(ops):
+                if isinstance(first, Insert):
+                    rows = [with_defaults(op) for op in run if isinstance(op, Insert)]
+                    await conn.execute(insert(first.table), rows)
+                else:
+                    (pk,) = first.table.primary_key.columns
+                    stmt = update(first.table).where(pk == bindparam("_key"))
+                    params = [{**op.values, "_key": op.key} for op in run if isinstance(op, Update)]
+                    await conn.execute(stmt, params)
+
+    async def close(self) -> None:
+        return None
+
+
+def executor_for(db: Database) -> Executor:
+    """The SQLite writer thread for a database file; SQLAlchemy Core otherwise."""
+    path = db.engine.url.database
+    if db.is_sqlite and path and path != ":memory:" and not path.startswith("file:"):
+        return SqliteExecutor(path, db.engine.dialect)
+    return CoreExecutor(db)
