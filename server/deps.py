@@ -6,6 +6,7 @@ per dependency per request on the hot path.
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -62,3 +63,31 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 BaseUrl = Annotated[str, Depends(base_url)]
 PageUrl = Annotated[UrlFor, Depends(page_url)]
 JsonObject = Annotated[dict[str, Any], Depends(json_object)]
+
+
+@dataclass(frozen=True)
+class CreateCall:
+    """What the create endpoints read from a request, in one dependency: the hot path, where
+    FastAPI solving one dependency instead of seven is a measurable share of the CPU."""
+
+    services: Services
+    account: Account
+    base: str
+    data: dict[str, Any]
+    prefer: str | None
+    cancel_after: str | None
+
+
+async def create_call(request: Request) -> CreateCall:
+    account = await current_account(request)  # 401 before anything about the body
+    return CreateCall(
+        services=request.app.state.services,
+        account=account,
+        base=await base_url(request),
+        data=await json_object(request),
+        prefer=request.headers.get("prefer"),
+        cancel_after=request.headers.get("cancel-after"),
+    )
+
+
+CreateCallDep = Annotated[CreateCall, Depends(create_call)]

@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from server.deployments.schemas import (
@@ -13,7 +13,7 @@ from server.deployments.schemas import (
     render_deployment,
 )
 from server.deployments.service import DeploymentService
-from server.deps import BaseUrl, CurrentAccount, JsonObject, PageUrl, ServicesDep
+from server.deps import CreateCallDep, CurrentAccount, JsonObject, PageUrl
 from server.predictions.api import create_and_respond
 from server.predictions.schemas import parse_create
 
@@ -97,28 +97,12 @@ async def rollback_deployment(
 
 @router.post("/deployments/{owner}/{name}/predictions", status_code=201)
 async def create_deployment_prediction(
-    owner: str,
-    name: str,
-    deployments: Deployments,
-    services: ServicesDep,
-    account: CurrentAccount,
-    data: JsonObject,
-    base: BaseUrl,
-    prefer: Annotated[str | None, Header()] = None,
-    cancel_after: Annotated[str | None, Header()] = None,
+    owner: str, name: str, deployments: Deployments, call: CreateCallDep
 ) -> JSONResponse:
     """Run the current release's version in the deployment's own pool (its hardware and
     instance bounds); the prediction names the deployment."""
-    body = parse_create(data)
-    version, placement = await deployments.placement(account, owner, name)
+    body = parse_create(call.data)
+    version, placement = await deployments.placement(call.account, owner, name)
     return await create_and_respond(
-        services,
-        account,
-        base,
-        version,
-        body,
-        prefer,
-        cancel_after,
-        deployment=f"{owner}/{name}",
-        placement=placement,
+        call, version, body, deployment=f"{owner}/{name}", placement=placement
     )

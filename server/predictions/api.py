@@ -1,19 +1,16 @@
 """Routes for predictions: create (three ways), get, list, cancel. Thin: parse, call, render."""
 
 import re
-from typing import Annotated
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from server import errors
-from server.accounts.service import Account
-from server.deps import BaseUrl, CurrentAccount, JsonObject, PageUrl, ServicesDep
+from server.deps import BaseUrl, CreateCall, CreateCallDep, CurrentAccount, PageUrl, ServicesDep
 from server.models.service import VersionInfo
 from server.predictions.schemas import PredictionCreate, parse_create, render, render_waiting
 from server.predictions.service import CreateRequest
 from server.scheduler.placement import Placement
-from server.services import Services
 
 router = APIRouter(prefix="/v1")
 
@@ -66,21 +63,18 @@ def parse_cancel_after(header: str | None) -> float | None:
 
 
 async def create_and_respond(
-    services: Services,
-    account: Account,
-    base: str,
+    call: CreateCall,
     version: VersionInfo,
     body: PredictionCreate,
-    prefer: str | None,
-    cancel_after: str | None = None,
     *,
     deployment: str | None = None,
     placement: Placement | None = None,
 ) -> JSONResponse:
     """Create, then honour ``Prefer: wait`` (shared by the three create endpoints)."""
+    services, base = call.services, call.base
     await services.webhooks.check_url(body.webhook)  # 422 for a URL the gateway won't call
     p = await services.predictions.create(
-        account,
+        call.account,
         version,
         CreateRequest(
             input=body.input,
@@ -89,10 +83,10 @@ async def create_and_respond(
             deployment=deployment,
             base_url=base,
             placement=placement,
-            cancel_after=parse_cancel_after(cancel_after),
+            cancel_after=parse_cancel_after(call.cancel_after),
         ),
     )
-    wait = parse_prefer_wait(prefer, services.settings.wait_max)
+    wait = parse_prefer_wait(call.prefer, services.settings.wait_max)
     if wait is None:
         return JSONResponse(render(p, base), status_code=201)
     await services.predictions.wait(p, wait)
@@ -101,37 +95,21 @@ async def create_and_respond(
 
 
 @router.post("/predictions", status_code=201)
-async def create_prediction(
-    account: CurrentAccount,
-    data: JsonObject,
-    services: ServicesDep,
-    base: BaseUrl,
-    prefer: Annotated[str | None, Header()] = None,
-    cancel_after: Annotated[str | None, Header()] = None,
-) -> JSONResponse:
-    body = parse_create(data)
+async def create_prediction(call: CreateCallDep) -> JSONResponse:
+    body = parse_create(call.data)
     if not body.version:
         raise errors.InputValidationFailed(
             [{"type": "required", "field": "version", "description": "version is required"}]
         )
-    version = await services.models.resolve(account, body.version)
-    return await create_and_respond(services, account, base, version, body, prefer, cancel_after)
+    version = await call.services.models.resolve(call.account, body.version)
+    return await create_and_respond(call, version, body)
 
 
 @router.post("/models/{owner}/{name}/predictions", status_code=201)
-async def create_model_prediction(
-    owner: str,
-    name: str,
-    account: CurrentAccount,
-    data: JsonObject,
-    services: ServicesDep,
-    base: BaseUrl,
-    prefer: Annotated[str | None, Header()] = None,
-    cancel_after: Annotated[str | None, Header()] = None,
-) -> JSONResponse:
-    body = parse_create(data)
-    version = await services.models.resolve(account, f"{owner}/{name}")
-    return await create_and_respond(services, account, base, version, body, prefer, cancel_after)
+async def create_model_prediction(owner: str, name: str, call: CreateCallDep) -> JSONResponse:
+    body = parse_create(call.data)
+    version = await call.services.models.resolve(call.account, f"{owner}/{name}")
+    return await create_and_respond(call, version, body)
 
 
 @router.get("/predictions/{prediction_id}")

@@ -25,6 +25,7 @@ from server.settings import RuntimeSettings
 log = structlog.get_logger("server.scheduler")
 
 CONNECTIONS_PER_HOST = 256  # open connections from the gateway to one instance
+KEEPALIVE_S = 10.0  # an idle pooled connection to an instance is closed after this
 
 ClientFactory = Callable[[InstanceHandle], InstanceAPI]
 SetupFailedHook = Callable[[str, str], Awaitable[None]]
@@ -55,10 +56,10 @@ class Scheduler:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            # A fresh connection per request: Cog's SSE on a reused keep-alive connection
-            # stalls ~40 ms per prediction (README, "Why SSE to the instance").
+            # Keep-alive, idle connections closed well before Cog would close them; the
+            # client's TCP_QUICKACK keeps Cog's SSE from stalling on a reused connection.
             connector = aiohttp.TCPConnector(
-                limit=0, limit_per_host=CONNECTIONS_PER_HOST, force_close=True
+                limit=0, limit_per_host=CONNECTIONS_PER_HOST, keepalive_timeout=KEEPALIVE_S
             )
             self._session = aiohttp.ClientSession(connector=connector)
         return self._session
