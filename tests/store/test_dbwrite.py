@@ -1,8 +1,11 @@
 """Writes as data (``server.dbwrite``): what either executor writes, SQLAlchemy reads back as if
-it had written it itself, on SQLite (the writer thread) and on PostgreSQL (Core)."""
+it had written it itself, on SQLite (raw sqlite3) and on PostgreSQL (Core)."""
 
+import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Table, select
@@ -14,6 +17,7 @@ from server.metering.tables import UsageRow
 from server.models.tables import ModelRow, VersionRow
 from server.predictions.tables import PredictionRow
 from server.settings import Settings
+from tests.conftest import make_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -24,6 +28,17 @@ NOW = datetime(2026, 11, 27, 8, 30, 15, 123456, tzinfo=UTC)
 
 @pytest.fixture
 async def store(db_settings: Settings) -> AsyncIterator[tuple[Database, Executor]]:
+    async for opened in open_store(db_settings):
+        yield opened
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[tuple[Database, Executor]]:
+    async for opened in open_store(make_settings(tmp_path)):
+        yield opened
+
+
+async def open_store(db_settings: Settings) -> AsyncIterator[tuple[Database, Executor]]:
     db = Database(db_settings.resolved_database_url(), schema=db_settings.database_schema)
     await db.create()
     async with db.session() as session:
@@ -128,3 +143,29 @@ async def test_a_failing_batch_writes_nothing(store: tuple[Database, Executor]) 
     async with db.session() as session:
         ids = (await session.scalars(select(PredictionRow.id))).all()
     assert ids == ["p4"]
+
+
+async def test_sqlite_waits_for_a_taken_lock_off_the_event_loop(
+    sqlite_store: tuple[Database, Executor],
+) -> None:
+    """A batch that finds SQLite's write lock taken by another connection waits on the writer
+    thread (the event loop keeps running) and commits once the lock is free."""
+    db, executor = sqlite_store
+    assert isinstance(executor, SqliteExecutor)
+    other = sqlite3.connect(executor.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        task = asyncio.create_task(executor.run([prediction("p5")]))
+        ticks = 0
+        while executor.deferred == 0 and ticks < 100:
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert executor.deferred == 1, "the batch should have gone to the writer thread"
+        await asyncio.sleep(0.1)  # the loop runs meanwhile; the batch still waits
+        assert not task.done()
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    await asyncio.wait_for(task, 5)
+    async with db.session() as session:
+        assert await session.get(PredictionRow, "p5") is not None
