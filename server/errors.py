@@ -176,14 +176,18 @@ def request_validation_error(exc: RequestValidationError) -> APIError:
     return invalid_fields(errors)
 
 
+def api_error_response(path: str, exc: APIError) -> JSONResponse:
+    if type(exc) is APIError:
+        log.error("unhandled_api_error", path=path, detail=exc.detail)
+    return problem(exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the only exception handlers: every error leaves as problem+json."""
 
     async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, APIError)
-        if type(exc) is APIError:
-            log.error("unhandled_api_error", path=request.url.path, detail=exc.detail)
-        return problem(exc)
+        return api_error_response(request.url.path, exc)
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

@@ -1,7 +1,9 @@
 """Every error leaves as problem+json: auth, bad bodies, bad inputs, unknown things."""
 
+import httpx
 import pytest
 
+from server.predictions import fastpath
 from tests.conftest import Api
 
 pytestmark = pytest.mark.anyio
@@ -149,3 +151,50 @@ async def test_unknown_prediction_is_404(api: Api) -> None:
 async def test_bad_cursor_is_400(api: Api) -> None:
     resp = await api.client.get("/v1/predictions?cursor=%%%")
     assert resp.status_code == 400
+
+
+async def test_an_unexpected_failure_while_creating_is_a_500_problem(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The create endpoints skip FastAPI's routing (``server.predictions.fastpath``); a bug
+    there still leaves as problem+json, never a traceback."""
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(api.services.predictions, "create", broken)
+    transport = httpx.ASGITransport(app=api.transport.app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://gw.test", headers=dict(api.client.headers)
+    ) as client:
+        resp = await client.post(f"/v1/models/{api.model}/predictions", json={"input": {}})
+    assert (resp.status_code, resp.headers["content-type"]) == (500, PROBLEM)
+    assert "boom" not in resp.text
+    assert resp.json()["status"] == 500
+
+
+async def test_the_fast_path_answers_as_the_route_would(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same requests through ``CreateFastPath`` and through FastAPI's own route (the fast
+    path switched off) get the same status, content type and body shape."""
+    requests = [
+        ("/v1/predictions", {"version": api.version_id, "input": {"text": "a"}}, {}),
+        (f"/v1/models/{api.model}/predictions", {"input": {"count": 99}}, {}),
+        ("/v1/predictions", {"input": {}}, {}),
+        ("/v1/models/acme/nope/predictions", {"input": {}}, {}),
+        (f"/v1/models/{api.model}/predictions", {"input": {}}, {"Cancel-After": "x"}),
+        (f"/v1/models/{api.model}/predictions", {"input": {}}, {"Authorization": "Bearer no"}),
+    ]
+
+    async def answers() -> list[tuple[int, str, list[str]]]:
+        out = []
+        for path, body, headers in requests:
+            resp = await api.client.post(path, json=body, headers=headers)
+            out.append((resp.status_code, resp.headers["content-type"], sorted(resp.json())))
+        return out
+
+    fast = await answers()
+    monkeypatch.setattr(fastpath, "ROUTES", [])
+    assert await answers() == fast
+    assert [status for status, _, _ in fast] == [201, 422, 422, 422, 422, 401]
