@@ -361,7 +361,10 @@ class PredictionService:
         rows: list[object] = [usage] if usage is not None else []
         if event is not None:
             rows += self._staged(event)
-        write: list[Op] = [Update(PREDICTIONS, p.id, p.mutable_columns())]
+        values = p.mutable_columns()
+        if new is Status.PROCESSING:  # only these two changed
+            values = {"status": values["status"], "started_at": values["started_at"]}
+        write: list[Op] = [Update(PREDICTIONS, p.id, values)]
         write += map(insert_of, rows)
 
         if new is Status.PROCESSING:
@@ -373,7 +376,8 @@ class PredictionService:
                 if new.is_terminal():  # nobody waits forever; the row is recovered at restart
                     p.done.set()
                 raise
-        log.info("prediction_status", prediction_id=p.id, status=new.value)
+        report = log.debug if new is Status.PROCESSING else log.info
+        report("prediction_status", prediction_id=p.id, status=new.value)
         if event is not None:
             self._publish(event)
         if new.is_terminal() and self.metering is not None:

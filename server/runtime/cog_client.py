@@ -121,26 +121,29 @@ class CogClient:
         _quickack(sock)
         event = ""
         data: list[str] = []
-        async for raw in resp.content:
-            line = raw.decode().rstrip("\r\n")
-            if line:
-                name, _, value = line.partition(":")
-                value = value[1:] if value.startswith(" ") else value
-                if name == "event":
-                    event = value
-                elif name == "data":
-                    data.append(value)
-                continue
-            if not event:
-                data.clear()
-                continue
+        partial = b""
+        async for chunk in resp.content.iter_any():  # whole chunks: no await per line
+            *lines, partial = (partial + chunk).split(b"\n")
+            for raw in lines:
+                line = raw.decode().rstrip("\r")
+                if line:
+                    name, _, value = line.partition(":")
+                    value = value[1:] if value.startswith(" ") else value
+                    if name == "event":
+                        event = value
+                    elif name == "data":
+                        data.append(value)
+                    continue
+                if not event:
+                    data.clear()
+                    continue
+                payload = json.loads("\n".join(data)) if data else {}
+                if event == "completed":
+                    await resp.read()  # the end of the stream: the connection goes back to the pool
+                    return CogResult.from_payload(payload)
+                await on_event(event, payload)
+                event, data = "", []
             _quickack(sock)
-            payload = json.loads("\n".join(data)) if data else {}
-            if event == "completed":
-                await resp.read()  # the end of the stream, so the connection goes back to the pool
-                return CogResult.from_payload(payload)
-            await on_event(event, payload)
-            event, data = "", []
         raise InstanceUnavailable("the instance closed the stream before the prediction completed")
 
     async def cancel(self, prediction_id: str) -> bool:

@@ -10,12 +10,14 @@ and worker) if the gateway dies, even mid-predict.
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
 import uuid
 from collections import deque
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -64,7 +66,7 @@ class LocalInstance:
         return self.proc.returncode is None
 
     def log_tail(self) -> list[str]:
-        return list(self._tail)
+        return [_message(line) for line in self._tail]
 
     def start_reading(self) -> None:
         self._reader = asyncio.create_task(self._read_stderr(), name=f"stderr-{self._id}")
@@ -72,24 +74,22 @@ class LocalInstance:
     async def _read_stderr(self) -> None:
         assert self.proc.stderr is not None
         bound = log.bind(instance_id=self._id, version_id=self.version_id[:12])
+        # Cog logs a few lines per prediction: parsed only when asked for (debug, log_tail).
+        debug = bound.is_enabled_for(logging.DEBUG)
         async for raw in self.proc.stderr:
             line = raw.decode(errors="replace").rstrip()
             if not line:
                 continue
-            try:
-                record = json.loads(line)
+            if debug:
+                record = _record(line)
                 fields = record.get("fields", {})
-                message = str(fields.get("message", line))
                 bound.debug(
                     "instance_log",
-                    message=message,
+                    message=_message(line),
                     target=record.get("target"),
-                    prediction_id=fields.get("prediction_id"),
+                    prediction_id=fields.get("prediction_id") if isinstance(fields, dict) else None,
                 )
-            except (ValueError, AttributeError):
-                message = line
-                bound.debug("instance_log", message=message)
-            self._tail.append(message)
+            self._tail.append(line)
 
     async def wait_listening(self, timeout: float) -> None:
         loop = asyncio.get_running_loop()
@@ -189,3 +189,19 @@ class LocalRuntime:
 
     async def aclose(self) -> None:
         await asyncio.gather(*(self._kill(i) for i in list(self._instances.values())))
+
+
+def _record(line: str) -> dict[str, Any]:
+    """One of Cog's JSON log lines (``{"fields": {"message", ...}, "target", ...}``), or {}."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _message(line: str) -> str:
+    fields = _record(line).get("fields")
+    if isinstance(fields, dict) and "message" in fields:
+        return str(fields["message"])
+    return line
