@@ -72,7 +72,7 @@ async def test_events_arrive_whole_whatever_the_chunks(chunk_size: int, newline:
             connector = session.connector
             assert connector is not None
             # Both streams were read to their end, so one pooled connection served both.
-            assert sum(len(c) for c in connector._conns.values()) == 1  # type: ignore[attr-defined]
+            assert sum(len(c) for c in connector._conns.values()) == 1
         assert (first.status, first.output, first.metrics) == ("succeeded", "olleh", {"x": 1})
         assert second.output == "olleh"
         assert seen[:3] == EVENTS[:3]
