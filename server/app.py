@@ -28,7 +28,7 @@ from server.metering import api as metering_api
 from server.models import api as models_api
 from server.models.service import VersionInfo, split_name
 from server.predictions import api as predictions_api
-from server.predictions.fastpath import CreateFastPath
+from server.predictions.fastpath import HotPath
 from server.scheduler import api as scheduler_api
 from server.scheduler.instance import SetupFailed
 from server.services import Services
@@ -141,7 +141,7 @@ def create_app(services: Services, startup: Startup | None = None) -> FastAPI:
     )
     app.state.services = services
     errors.install_error_handlers(app)
-    app.add_middleware(CreateFastPath)  # inside the request log, before FastAPI's routing
+    app.add_middleware(HotPath)  # inside the request log, before FastAPI's routing
     app.add_middleware(RequestLogMiddleware)
     app.include_router(predictions_api.router)
     app.include_router(models_api.router)

@@ -1,10 +1,11 @@
-"""The create endpoints without FastAPI's routing and dependency solving: the hot path.
+"""The prediction endpoints without FastAPI's routing and dependency solving: the hot path.
 
-``CreateFastPath`` is ASGI middleware that answers ``POST /v1/predictions``,
-``POST /v1/models/{owner}/{name}/predictions`` and
-``POST /v1/deployments/{owner}/{name}/predictions`` by calling the very route functions
-FastAPI would (``server.predictions.api``, ``server.deployments.api``) with the same
-``CreateCall``; every other request goes on to the app. The routes stay registered, so the
+``HotPath`` is ASGI middleware that answers ``POST /v1/predictions``,
+``POST /v1/models/{owner}/{name}/predictions``,
+``POST /v1/deployments/{owner}/{name}/predictions`` and ``GET /v1/predictions/{id}`` (what
+polling clients call) by calling the very route functions FastAPI would
+(``server.predictions.api``, ``server.deployments.api``) with the same arguments; every other
+request goes on to the app. The routes stay registered, so the
 OpenAPI document still describes them.
 
 Why: FastAPI's router, dependency solver and exception middleware cost about 0.15 ms of CPU per
@@ -22,47 +23,58 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server import errors
+from server.auth import current_account
 from server.deployments.api import create_deployment_prediction
-from server.deps import CreateCall, create_call
-from server.predictions.api import create_model_prediction, create_prediction
+from server.deps import base_url, create_call
+from server.predictions.api import create_model_prediction, create_prediction, get_prediction
 
-Handler = Callable[[Request, CreateCall, dict[str, str]], Awaitable[JSONResponse]]
-
-
-async def _create(request: Request, call: CreateCall, path: dict[str, str]) -> JSONResponse:
-    return await create_prediction(call)
+Handler = Callable[[Request, dict[str, str]], Awaitable[JSONResponse]]
 
 
-async def _model(request: Request, call: CreateCall, path: dict[str, str]) -> JSONResponse:
+async def _create(request: Request, path: dict[str, str]) -> JSONResponse:
+    return await create_prediction(await create_call(request))
+
+
+async def _model(request: Request, path: dict[str, str]) -> JSONResponse:
+    call = await create_call(request)
     return await create_model_prediction(path["owner"], path["name"], call)
 
 
-async def _deployment(request: Request, call: CreateCall, path: dict[str, str]) -> JSONResponse:
+async def _deployment(request: Request, path: dict[str, str]) -> JSONResponse:
+    call = await create_call(request)
     deployments = request.app.state.services.deployments
     return await create_deployment_prediction(path["owner"], path["name"], deployments, call)
 
 
-ROUTES: list[tuple[re.Pattern[str], Handler]] = [
-    (re.compile(r"/v1/predictions"), _create),
-    (re.compile(r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)/predictions"), _model),
-    (re.compile(r"/v1/deployments/(?P<owner>[^/]+)/(?P<name>[^/]+)/predictions"), _deployment),
-]
+async def _get(request: Request, path: dict[str, str]) -> JSONResponse:
+    account = await current_account(request)
+    services = request.app.state.services
+    return await get_prediction(path["id"], services, account, await base_url(request))
 
 
-class CreateFastPath:
+ROUTES: dict[str, list[tuple[re.Pattern[str], Handler]]] = {
+    "POST": [
+        (re.compile(r"/v1/predictions"), _create),
+        (re.compile(r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)/predictions"), _model),
+        (re.compile(r"/v1/deployments/(?P<owner>[^/]+)/(?P<name>[^/]+)/predictions"), _deployment),
+    ],
+    "GET": [(re.compile(r"/v1/predictions/(?P<id>[^/]+)"), _get)],
+}
+
+
+class HotPath:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
+        if scope["type"] == "http":
             path = scope["path"]
-            for pattern, handler in ROUTES:
+            for pattern, handler in ROUTES.get(scope["method"], ()):
                 match = pattern.fullmatch(path)
                 if match is not None:
                     request = Request(scope, receive)
                     try:
-                        call = await create_call(request)
-                        response = await handler(request, call, match.groupdict())
+                        response = await handler(request, match.groupdict())
                     except errors.APIError as exc:
                         response = errors.api_error_response(path, exc)
                     await response(scope, receive, send)

@@ -156,7 +156,7 @@ async def test_bad_cursor_is_400(api: Api) -> None:
 async def test_an_unexpected_failure_while_creating_is_a_500_problem(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The create endpoints skip FastAPI's routing (``server.predictions.fastpath``); a bug
+    """The prediction endpoints skip FastAPI's routing (``server.predictions.fastpath``); a bug
     there still leaves as problem+json, never a traceback."""
 
     async def broken(*args: object, **kwargs: object) -> None:
@@ -176,8 +176,8 @@ async def test_an_unexpected_failure_while_creating_is_a_500_problem(
 async def test_the_fast_path_answers_as_the_route_would(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The same requests through ``CreateFastPath`` and through FastAPI's own route (the fast
-    path switched off) get the same status, content type and body shape."""
+    """The same requests through ``HotPath`` and through FastAPI's own routes (the hot path
+    switched off) get the same status, content type and body shape."""
     requests = [
         ("/v1/predictions", {"version": api.version_id, "input": {"text": "a"}}, {}),
         (f"/v1/models/{api.model}/predictions", {"input": {"count": 99}}, {}),
@@ -187,14 +187,20 @@ async def test_the_fast_path_answers_as_the_route_would(
         (f"/v1/models/{api.model}/predictions", {"input": {}}, {"Authorization": "Bearer no"}),
     ]
 
+    created = (await api.client.post(*requests[0][:1], json=requests[0][1])).json()["id"]
+    gets = [f"/v1/predictions/{created}", "/v1/predictions/nope", "/v1/predictions/a/b"]
+
     async def answers() -> list[tuple[int, str, list[str]]]:
         out = []
         for path, body, headers in requests:
             resp = await api.client.post(path, json=body, headers=headers)
             out.append((resp.status_code, resp.headers["content-type"], sorted(resp.json())))
+        for path in gets:
+            resp = await api.client.get(path)
+            out.append((resp.status_code, resp.headers["content-type"], sorted(resp.json())))
         return out
 
     fast = await answers()
-    monkeypatch.setattr(fastpath, "ROUTES", [])
+    monkeypatch.setattr(fastpath, "ROUTES", {})
     assert await answers() == fast
-    assert [status for status, _, _ in fast] == [201, 422, 422, 422, 422, 401]
+    assert [status for status, _, _ in fast] == [201, 422, 422, 422, 422, 401, 200, 404, 404]
