@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import gc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -79,6 +80,7 @@ def serve(args: argparse.Namespace) -> None:
         on_ready=_banner(settings),
     )
     app = create_app(services, startup)
+    quiet_gc()
     uvicorn.run(
         app,
         host=settings.host,
@@ -89,6 +91,20 @@ def serve(args: argparse.Namespace) -> None:
         timeout_keep_alive=75,
         timeout_graceful_shutdown=int(settings.runtime.drain_timeout),
     )
+
+
+GC_YOUNG_THRESHOLD = 20_000  # allocations between young collections (CPython's default: 700)
+
+
+def quiet_gc() -> None:
+    """Fewer, cheaper garbage collections for a long-running server: what exists at start
+    (modules, the app) leaves the collector's reach, and young collections run less often.
+    A request allocates many short-lived objects; with CPython's defaults collections cost
+    about 7 % of throughput at 16 clients and doubled p99 (README, "Gateway figures")."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 def tokens_create(args: argparse.Namespace) -> None:
