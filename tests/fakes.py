@@ -90,6 +90,8 @@ class FakeInstanceAPI:
     running: set[str] = field(default_factory=set)
     inputs: list[dict[str, Any]] = field(default_factory=list)
     stubborn: set[str] = field(default_factory=set)
+    not_found_delay: float = 0.0
+    """How long a cancel for an unknown prediction takes to answer 404 (a slow answer)."""
 
     async def health(self) -> dict[str, Any]:
         if asyncio.get_running_loop().time() < self.setup_until:
@@ -136,6 +138,7 @@ class FakeInstanceAPI:
     async def cancel(self, prediction_id: str) -> bool:
         event = self.cancels.get(prediction_id)
         if event is None:
+            await asyncio.sleep(self.not_found_delay)
             return False
         if prediction_id in self.stubborn:
             return True  # accepted, and ignored

@@ -62,6 +62,8 @@ class Job:
     """Why the gateway stopped it: canceled, deadline or max_run_time."""
     cancel_pending: bool = False
     """Canceled before Cog knew the prediction: forward the cancel on its start event."""
+    started: bool = False
+    """Cog's start event has arrived (Cog knows the prediction)."""
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
 
     def clear_timers(self) -> None:
@@ -366,6 +368,7 @@ class Pool:
     async def _predict(self, instance: Instance, job: Job) -> CogResult:
         async def on_event(event: str, payload: dict[str, Any]) -> None:
             if event == "start":
+                job.started = True
                 await self.events.started(job.prediction_id)
                 if job.cancel_pending:
                     job.cancel_pending = False
@@ -407,10 +410,14 @@ class Pool:
 
     async def _forward_cancel(self, instance: Instance, job: Job) -> None:
         accepted = False
-        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-            accepted = await instance.client.cancel(job.prediction_id)
-        # Cog answers 404 for a prediction whose POST it has not taken yet (dispatched a
-        # moment ago): cancel it as soon as its start event arrives.
+        for _ in range(2):
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                accepted = await instance.client.cancel(job.prediction_id)
+            # Cog answers 404 for a prediction whose POST it has not taken yet (dispatched a
+            # moment ago). If its start event came while the 404 was on its way, Cog knows it
+            # now: ask again at once; otherwise cancel it as soon as the start event arrives.
+            if accepted or not job.started:
+                break
         job.cancel_pending = not accepted
 
     def _expire(self, job: Job, reason: str) -> None:

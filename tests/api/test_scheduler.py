@@ -454,6 +454,19 @@ async def test_cancel_before_cog_has_the_prediction_still_cancels(api: Api) -> N
     assert api.runtime.stopped == [], "canceled by Cog, not by killing the instance"
 
 
+async def test_a_404_that_crosses_the_start_event_still_cancels(api: Api) -> None:
+    """Cog's 404 to the cancel arrives after the prediction's start event (the two crossed on
+    the wire): Cog knows the prediction by then, so the gateway asks again at once instead of
+    waiting for a start event that has already come."""
+    body = await create(api, seconds=30, text="late")  # starts 0.2 s after dispatch
+    await eventually(dispatched(api, body["id"]))
+    (instance,) = api.runtime.api.values()
+    instance.not_found_delay = 0.4  # the 404 is answered after the start event
+    resp = await api.client.post(f"/v1/predictions/{body['id']}/cancel")
+    assert resp.json()["status"] == "canceled"
+    assert api.runtime.stopped == [], "canceled by Cog, not by killing the instance"
+
+
 async def test_a_terminal_status_is_shown_only_once_it_is_written(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
