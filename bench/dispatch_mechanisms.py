@@ -12,7 +12,9 @@ asyncio process (standing in for the gateway) predictions are dispatched in thre
 (b) ``sse``     ``POST /predictions`` with ``Accept: text/event-stream``; the SSE stream
                 (start, log, output, ..., completed) is read and parsed until it ends.
                 ``sse-fresh`` is the same over a new TCP connection per prediction
-                (see the note on MECHANISMS about coglet and delayed ACKs).
+                (see the note on MECHANISMS about coglet and delayed ACKs);
+                ``sse-quickack`` (aiohttp only) reuses connections and turns on
+                ``TCP_QUICKACK`` as it reads, as the gateway's client does.
 (c) ``webhook`` ``POST /predictions`` with ``Prefer: respond-async`` and a ``webhook`` URL
                 served by an aiohttp web server inside this process; a prediction is done
                 when its terminal webhook (succeeded/failed/canceled) arrives.
@@ -47,6 +49,7 @@ import argparse
 import asyncio
 import json
 import math
+import socket
 import sys
 import time
 import uuid
@@ -136,7 +139,8 @@ class BenchClient(Protocol):
 class AiohttpClient:
     name = "aiohttp"
 
-    def __init__(self, pool_size: int, keepalive: bool = True) -> None:
+    def __init__(self, pool_size: int, keepalive: bool = True, quickack: bool = False) -> None:
+        self.quickack = quickack
         connector = (
             aiohttp.TCPConnector(limit=pool_size, keepalive_timeout=30)
             if keepalive
@@ -156,8 +160,18 @@ class AiohttpClient:
             if resp.status != 200:
                 raise StatusError(resp.status, await resp.read())
 
+            conn = resp.connection
+            transport = conn.transport if conn is not None else None
+            sock = transport.get_extra_info("socket") if transport is not None else None
+
+            def quickack() -> None:
+                if self.quickack and sock is not None:
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+
             async def lines() -> AsyncIterator[str]:
+                quickack()
                 async for raw in resp.content:
+                    quickack()
                     yield raw.decode()
 
             async for event in parse_sse(lines()):
@@ -348,8 +362,12 @@ MECHANISMS: dict[str, tuple[Mechanism, bool]] = {
     # so on a reused connection the SSE chunks after the headers wait for the client's
     # delayed ACK (~40 ms on Linux); a fresh connection is still in quick-ACK mode.
     "sse-fresh": (mech_sse, False),
+    # Reused connections with TCP_QUICKACK turned on as the stream is read (what the gateway's
+    # CogClient does): the ACKs go out at once, so Cog's next chunk is not held back.
+    "sse-quickack": (mech_sse, True),
     "webhook": (mech_webhook, True),
 }
+QUICKACK = frozenset({"sse-quickack"})  # aiohttp only
 
 
 # --------------------------------------------------------------------------- measurement
@@ -394,7 +412,11 @@ async def run_cell(
     run_tag: str,
 ) -> CellResult:
     mech, keepalive = MECHANISMS[mechanism]
-    client = CLIENTS[client_name](max(concurrency, 4), keepalive)
+    client = (
+        AiohttpClient(max(concurrency, 4), keepalive, quickack=True)
+        if mechanism in QUICKACK
+        else CLIENTS[client_name](max(concurrency, 4), keepalive)
+    )
     latencies: list[float] = []
     acks: list[float] = []
     errors: Counter[str] = Counter()
@@ -563,7 +585,10 @@ async def bench(
         # (label, mechanism, client, server); Cog-direct first and again last (drift check)
         cells: list[tuple[str, str, str, CogServer]] = [("sync", "sync", "aiohttp", cog)]
         cells += [
-            (m, m, c, cog) for m in MECHANISMS for c in CLIENTS if (m, c) != ("sync", "aiohttp")
+            (m, m, c, cog)
+            for m in MECHANISMS
+            for c in CLIENTS
+            if (m, c) != ("sync", "aiohttp") and not (m in QUICKACK and c != "aiohttp")
         ]
         if lean_cog is not None:
             cells += [("webhook-leanCA", "webhook", c, lean_cog) for c in CLIENTS]
