@@ -89,16 +89,19 @@ def _autoincrement(col: Column[Any]) -> bool:
     return bool(col.primary_key and col.table._autoincrement_column is col)
 
 
-def _runs(ops: Sequence[Op]) -> list[tuple[Op, list[Op]]]:
-    """Consecutive ops of the same shape (kind, table, columns), for one executemany each."""
-    runs: list[tuple[Op, list[Op]]] = []
+def _runs(ops: Sequence[Op]) -> list[tuple[Op, list[dict[str, Any]]]]:
+    """Consecutive ops of the same shape (kind, table, columns), for one executemany each:
+    the run's first op and each op's parameters (an insert's whole row; an update's values
+    and ``_key``, its primary key)."""
+    runs: list[tuple[Op, list[dict[str, Any]]]] = []
     last: tuple[Any, ...] | None = None
     for op in ops:
         shape = (type(op), op.table.name, tuple(op.values))
+        params = with_defaults(op) if isinstance(op, Insert) else {**op.values, "_key": op.key}
         if shape == last:
-            runs[-1][1].append(op)
+            runs[-1][1].append(params)
         else:
-            runs.append((op, [op]))
+            runs.append((op, [params]))
             last = shape
     return runs
 
@@ -207,18 +210,12 @@ class SqliteExecutor:
                 raise _LockTaken() from exc
             raise
         try:
-            for first, run in _runs(ops):
+            for first, rows in _runs(ops):
                 if isinstance(first, Insert):
-                    rows = [with_defaults(op) for op in run if isinstance(op, Insert)]
                     compiled = self._insert(first.table, tuple(rows[0]))
-                    params = [compiled.params(row) for row in rows]
                 else:
                     compiled = self._update(first.table, tuple(first.values))
-                    params = [
-                        compiled.params({**op.values, "_key": op.key})
-                        for op in run
-                        if isinstance(op, Update)
-                    ]
+                params = [compiled.params(row) for row in rows]
                 if len(params) == 1:
                     conn.execute(compiled.sql, params[0])
                 else:
@@ -274,22 +271,19 @@ class CoreExecutor:
 
     async def run(self, ops: Sequence[Op]) -> None:
         async with self.db.engine.begin() as conn:
-            for first, run in _runs(ops):
+            for first, rows in _runs(ops):
                 if isinstance(first, Insert):
-                    rows = [with_defaults(op) for op in run if isinstance(op, Insert)]
                     await conn.execute(insert(first.table), rows)
                 else:
                     (pk,) = first.table.primary_key.columns
-                    stmt = update(first.table).where(pk == bindparam("_key"))
-                    params = [{**op.values, "_key": op.key} for op in run if isinstance(op, Update)]
-                    await conn.execute(stmt, params)
+                    await conn.execute(update(first.table).where(pk == bindparam("_key")), rows)
 
     async def close(self) -> None:
         return None
 
 
 def executor_for(db: Database) -> Executor:
-    """The SQLite writer thread for a database file; SQLAlchemy Core otherwise."""
+    """Raw ``sqlite3`` for a SQLite database file; SQLAlchemy Core otherwise."""
     path = db.engine.url.database
     if db.is_sqlite and path and path != ":memory:" and not path.startswith("file:"):
         return SqliteExecutor(path, db.engine.dialect)

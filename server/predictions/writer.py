@@ -8,7 +8,7 @@ the long tail of ``Prefer: wait`` at 16 clients). ``write_later`` queues a write
 for (``processing``), in order with the writes after it.
 
 A write is a list of ``server.dbwrite`` operations (data, not code), so a batch goes to the
-executor in one piece: on SQLite, one hand-off to the writer thread per batch.
+executor in one piece: on SQLite, one transaction on the event loop's own connection.
 If a batch fails, each write in it is retried alone, so one bad write fails only its caller.
 The task ``prediction-writer`` is started on first use and flushed by ``stop()`` at shutdown,
 before the database closes.

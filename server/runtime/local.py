@@ -82,10 +82,10 @@ class LocalInstance:
                 continue
             if debug:
                 record = _record(line)
-                fields = record.get("fields", {})
+                fields = record.get("fields")
                 bound.debug(
                     "instance_log",
-                    message=_message(line),
+                    message=_message(line, record),
                     target=record.get("target"),
                     prediction_id=fields.get("prediction_id") if isinstance(fields, dict) else None,
                 )
@@ -200,8 +200,9 @@ def _record(line: str) -> dict[str, Any]:
     return record if isinstance(record, dict) else {}
 
 
-def _message(line: str) -> str:
-    fields = _record(line).get("fields")
+def _message(line: str, record: dict[str, Any] | None = None) -> str:
+    """The message of one of Cog's log lines (``record``: the line already parsed)."""
+    fields = (_record(line) if record is None else record).get("fields")
     if isinstance(fields, dict) and "message" in fields:
         return str(fields["message"])
     return line
