@@ -78,9 +78,9 @@ class FakeHandle:
 @dataclass
 class FakeInstanceAPI:
     """Speaks like Cog: echoes ``text`` ``count`` times, sleeps ``seconds`` (cancellable,
-    unless text == "stubborn"), fails when text == "fail", takes 0.2 s to start when
-    text == "late". A killed instance drops its
-    predictions' connections."""
+    unless text == "stubborn"), fails when text == "fail", takes 0.2 s to take the prediction
+    when text == "late", and drops cancels for 0.1 s after its start event when text ==
+    "slow start". A killed instance drops its predictions' connections."""
 
     setup_error: str | None = None
     setup_until: float = 0.0
@@ -92,6 +92,10 @@ class FakeInstanceAPI:
     stubborn: set[str] = field(default_factory=set)
     not_found_delay: float = 0.0
     """How long a cancel for an unknown prediction takes to answer 404 (a slow answer)."""
+    asked_to_cancel: list[str] = field(default_factory=list)
+    lost_cancels: list[str] = field(default_factory=list)
+    """Cancels it accepted and dropped: Cog does, for one that lands while it is still
+    starting the prediction (here: text == "slow start")."""
 
     async def health(self) -> dict[str, Any]:
         if asyncio.get_running_loop().time() < self.setup_until:
@@ -114,6 +118,10 @@ class FakeInstanceAPI:
         self.running.add(prediction_id)
         try:
             await on_event("start", {"id": prediction_id, "status": "processing"})
+            if input.get("text") == "slow start":
+                self.stubborn.add(prediction_id)  # a cancel now is accepted and lost
+                await asyncio.sleep(0.1)
+                self.stubborn.discard(prediction_id)
             await on_event("log", {"data": "echoing\n", "source": "stdout"})
             seconds = float(input.get("seconds", 0))
             if seconds:
@@ -136,11 +144,14 @@ class FakeInstanceAPI:
         return CogResult("succeeded", output, "echoing\n", None, {"predict_time": 0.001})
 
     async def cancel(self, prediction_id: str) -> bool:
+        self.asked_to_cancel.append(prediction_id)
         event = self.cancels.get(prediction_id)
         if event is None:
             await asyncio.sleep(self.not_found_delay)
             return False
         if prediction_id in self.stubborn:
+            if prediction_id in self.running:
+                self.lost_cancels.append(prediction_id)
             return True  # accepted, and ignored
         event.set()
         return True

@@ -14,6 +14,7 @@ with the setup logs.
 
 import asyncio
 import contextlib
+import itertools
 import math
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Coroutine
@@ -37,6 +38,12 @@ log = structlog.get_logger("server.scheduler.pool")
 
 BUSY_RETRIES = 3
 BUSY_RETRY_DELAY_S = 0.01
+CANCEL_RETRY_S = (0.05, 0.1, 0.2, 0.4, 0.8)
+"""When a cancel Cog answered 404 is asked again (then every 0.8 s)."""
+CANCEL_RECHECK_S = 0.25
+"""When a cancel Cog accepted early in the prediction is asked again, if it still runs."""
+CANCEL_SETTLE_S = 0.5
+"""How long after its start event Cog may still drop a cancel it accepts (measured: 2 ms)."""
 CRASH_ERRORS = ("Worker crashed",)
 RETRY_AFTER_MAX_S = 60
 
@@ -60,10 +67,10 @@ class Job:
     instance_id: str | None = None
     stop_reason: str | None = None
     """Why the gateway stopped it: canceled, deadline or max_run_time."""
-    cancel_pending: bool = False
-    """Canceled before Cog knew the prediction: forward the cancel on its start event."""
-    started: bool = False
-    """Cog's start event has arrived (Cog knows the prediction)."""
+    canceling: bool = False
+    """A task is forwarding the cancel to the instance (at most one per job)."""
+    started_at: float | None = None
+    """When Cog's start event arrived."""
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
 
     def clear_timers(self) -> None:
@@ -368,11 +375,8 @@ class Pool:
     async def _predict(self, instance: Instance, job: Job) -> CogResult:
         async def on_event(event: str, payload: dict[str, Any]) -> None:
             if event == "start":
-                job.started = True
+                job.started_at = self.now()
                 await self.events.started(job.prediction_id)
-                if job.cancel_pending:
-                    job.cancel_pending = False
-                    self._spawn(self._forward_cancel(instance, job), f"cancel-{job.prediction_id}")
             elif event in ("log", "output"):
                 await self.events.progress(job.prediction_id, event, payload)
 
@@ -405,20 +409,33 @@ class Pool:
             job.timers.append(
                 self._loop.call_later(self.settings.cancel_grace, self._kill_if_running, job)
             )
-        await self._forward_cancel(instance, job)
+        if not job.canceling:
+            job.canceling = True
+            self._spawn(self._forward_cancel(instance, job), f"cancel-{job.prediction_id}")
         return True  # it stops: Cog cancels it, or the grace runs out and the instance dies
 
     async def _forward_cancel(self, instance: Instance, job: Job) -> None:
-        accepted = False
-        for _ in range(2):
+        """Ask the instance to cancel ``job`` until Cog surely has it (or the job ends).
+
+        Cog 0.23.1 answers 404 for a prediction whose POST it has not taken yet (dispatched a
+        moment ago): ask again, backing off. It answers 200 to a cancel that lands while its
+        worker is still entering ``predict()`` (up to a few ms after the start event) and
+        then drops it, about 2 in 100 create-then-cancel calls: while the prediction is that
+        young, ask again a moment later if it still runs. Once a cancel is accepted later
+        than that, never ask again: a second cancel interrupts the predictor's own clean-up
+        (measured). The grace kill is the backstop.
+        """
+        give_up = self.now() + self.settings.cancel_grace
+        delays = itertools.chain(CANCEL_RETRY_S, itertools.repeat(CANCEL_RETRY_S[-1]))
+        while self.jobs.get(job.prediction_id) is job and self.now() < give_up:
+            started_at = job.started_at
+            settled = started_at is not None and self.now() - started_at >= CANCEL_SETTLE_S
+            accepted = False
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                 accepted = await instance.client.cancel(job.prediction_id)
-            # Cog answers 404 for a prediction whose POST it has not taken yet (dispatched a
-            # moment ago). If its start event came while the 404 was on its way, Cog knows it
-            # now: ask again at once; otherwise cancel it as soon as the start event arrives.
-            if accepted or not job.started:
-                break
-        job.cancel_pending = not accepted
+            if accepted and settled:
+                return
+            await asyncio.sleep(CANCEL_RECHECK_S if accepted else next(delays))
 
     def _expire(self, job: Job, reason: str) -> None:
         if self.jobs.get(job.prediction_id) is not job:

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from server.app import Startup, create_app
 from server.hardware import GpuDevice, HardwareSettings, Inventory
 from server.metering.tables import UsageRow
+from server.scheduler.pool import CANCEL_SETTLE_S
 from server.services import build_services
 from tests.conftest import ADMIN_TOKEN, FIXTURES, Api, make_settings, open_api
 from tests.fakes import FakeBuilder, FakeRuntime
@@ -226,10 +227,14 @@ async def test_cancel_ignored_kills_the_instance_after_the_grace(tmp_path: Path)
     async for api in gateway(tmp_path, cancel_grace=0.2):
         body = await create(api, seconds=30, text="stubborn")
         await eventually(running(api))
+        await asyncio.sleep(CANCEL_SETTLE_S)
         await api.client.post(f"/v1/predictions/{body['id']}/cancel")
         done = await finished(api, body["id"])
         assert done["status"] == "canceled"
         assert api.runtime.stopped == ["fake-1"], "the stuck instance was killed"
+        # Cog accepted the cancel of a prediction running for a while: asking again would
+        # interrupt the predictor's own clean-up, so the grace kill is the only backstop.
+        assert api.runtime.api["fake-1"].asked_to_cancel == [body["id"]]
         assert (await create(api, wait=True, text="next"))["output"] == "next"
 
 
@@ -464,6 +469,18 @@ async def test_a_404_that_crosses_the_start_event_still_cancels(api: Api) -> Non
     instance.not_found_delay = 0.4  # the 404 is answered after the start event
     resp = await api.client.post(f"/v1/predictions/{body['id']}/cancel")
     assert resp.json()["status"] == "canceled"
+    assert api.runtime.stopped == [], "canceled by Cog, not by killing the instance"
+
+
+async def test_a_cancel_that_cog_accepts_and_loses_is_asked_again(api: Api) -> None:
+    """Cog 0.23.1 answers 200 to a cancel that lands just after the prediction's start event
+    and then runs the prediction to the end; the gateway asks again while it still runs."""
+    body = await create(api, seconds=30, text="slow start")
+    await eventually(dispatched(api, body["id"]))
+    resp = await api.client.post(f"/v1/predictions/{body['id']}/cancel")
+    assert resp.json()["status"] == "canceled"
+    (instance,) = api.runtime.api.values()
+    assert instance.lost_cancels == [body["id"]], "the first cancel was accepted and lost"
     assert api.runtime.stopped == [], "canceled by Cog, not by killing the instance"
 
 
