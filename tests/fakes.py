@@ -159,6 +159,9 @@ class FakeInstanceAPI:
     async def shutdown(self) -> None:
         return None
 
+    def close(self) -> None:
+        return None
+
 
 class FakeRuntime:
     """Starts 'instances' that are FakeInstanceAPI objects; records what it was asked."""

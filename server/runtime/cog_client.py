@@ -1,24 +1,25 @@
-"""A thin typed client for one Cog server's HTTP API, over a shared aiohttp session.
+"""A thin typed client for one Cog server's HTTP API.
 
 Predictions are dispatched as ``POST /predictions`` with ``Accept: text/event-stream``: one
 exchange per prediction that carries every event (start, log, output, completed) as it happens,
-on a pooled keep-alive connection. Cog writes each SSE event as its own small segment without
-``TCP_NODELAY``, so on a reused connection (where Linux delays ACKs) every event after the first
-would wait ~40 ms for our ACK; the client turns on ``TCP_QUICKACK`` as it reads. Why this
-mechanism and this client: README, "Why SSE to the instance".
+on a pooled keep-alive connection of ``cog_http.ConnectionPool`` (quick ACKs, see there).
+Health checks, cancels and shutdowns use a shared aiohttp session. Why this mechanism and these
+clients: README, "Why SSE to the instance" and "Why a small HTTP client of our own".
 """
 
-import contextlib
 import json
-import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aiohttp
 
+from server.runtime.cog_http import Connection, ConnectionLost, ConnectionPool
+
 HEALTH_TIMEOUT_S = 2.0
-CONNECT_TIMEOUT_S = 5.0
+KEEPALIVE_S = 10.0
+"""An idle pooled connection to an instance is closed after this (Cog never closes one)."""
+PREDICT_HEADERS = "Accept: text/event-stream\r\nContent-Type: application/json\r\n"
 
 
 @dataclass
@@ -66,11 +67,16 @@ class InstanceAPI(Protocol):
 
     async def shutdown(self) -> None: ...
 
+    def close(self) -> None: ...
+
 
 class CogClient:
-    def __init__(self, base_url: str, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, base_url: str, session: aiohttp.ClientSession, *, keepalive_s: float = KEEPALIVE_S
+    ) -> None:
         self.base_url = base_url
         self.session = session
+        self.pool = ConnectionPool(base_url, keepalive_s=keepalive_s)
 
     async def health(self) -> dict[str, Any]:
         timeout = aiohttp.ClientTimeout(total=HEALTH_TIMEOUT_S)
@@ -85,45 +91,48 @@ class CogClient:
         on_event: EventHandler,
     ) -> CogResult:
         """Run one prediction, calling ``on_event`` for start/log/output; return the result."""
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S)
-        headers = {"Accept": "text/event-stream", "Content-Type": "application/json"}
-        body = json.dumps({"id": prediction_id, "input": input})
-        answered = False
+        body = json.dumps({"id": prediction_id, "input": input}).encode()
+        request = self.pool.request("POST", "/predictions", body, PREDICT_HEADERS)
         for attempt in range(2):
+            conn, reused = await self._connect()
             try:
-                async with self.session.post(
-                    f"{self.base_url}/predictions", data=body, headers=headers, timeout=timeout
-                ) as resp:
-                    answered = True
-                    if resp.status == 409:
-                        raise InstanceBusy(await resp.text())
-                    if resp.status == 503:
-                        raise InstanceUnavailable(await resp.text())
-                    if resp.status == 422:
-                        error = _validation_error(await resp.text())
-                        return CogResult(status="failed", error=error)
-                    if resp.status != 200:
-                        text = await resp.text()
-                        error = f"Instance error {resp.status}: {text}"
-                        return CogResult(status="failed", error=error)
-                    return await self._read_stream(resp, on_event)
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                conn.send(request)
+                while not conn.headers_done:
+                    await conn.wait()
+                return await self._answer(conn, on_event)
+            except ConnectionLost as exc:
                 # A pooled connection the instance had closed fails before any answer: the
                 # request never reached Cog, so it goes again once on a new connection.
-                if answered or attempt:
-                    raise _lost(exc) from exc
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-                raise _lost(exc) from exc
+                if exc.answered or not reused or attempt:
+                    raise InstanceUnavailable(f"connection to the instance failed: {exc}") from exc
+            finally:
+                conn.done()
         raise AssertionError("unreachable")
 
-    async def _read_stream(self, resp: aiohttp.ClientResponse, on_event: EventHandler) -> CogResult:
-        sock = _socket_of(resp)
-        _quickack(sock)
+    async def _connect(self) -> tuple[Connection, bool]:
+        try:
+            return await self.pool.acquire()
+        except (OSError, TimeoutError) as exc:
+            raise InstanceUnavailable(f"connection to the instance failed: {exc!r}") from exc
+
+    async def _answer(self, conn: Connection, on_event: EventHandler) -> CogResult:
+        if conn.status == 200:
+            return await self._read_stream(conn, on_event)
+        text = (await conn.read_all()).decode(errors="replace")
+        if conn.status == 409:
+            raise InstanceBusy(text)
+        if conn.status == 503:
+            raise InstanceUnavailable(text)
+        if conn.status == 422:
+            return CogResult(status="failed", error=_validation_error(text))
+        return CogResult(status="failed", error=f"Instance error {conn.status}: {text}")
+
+    async def _read_stream(self, conn: Connection, on_event: EventHandler) -> CogResult:
         event = ""
         data: list[str] = []
         partial = b""
-        async for chunk in resp.content.iter_any():  # whole chunks: no await per line
-            *lines, partial = (partial + chunk).split(b"\n")
+        while True:
+            *lines, partial = (partial + conn.take_body()).split(b"\n")
             for raw in lines:
                 line = raw.decode().rstrip("\r")
                 if line:
@@ -139,12 +148,14 @@ class CogClient:
                     continue
                 payload = json.loads("\n".join(data)) if data else {}
                 if event == "completed":
-                    await resp.read()  # the end of the stream: the connection goes back to the pool
                     return CogResult.from_payload(payload)
                 await on_event(event, payload)
                 event, data = "", []
-            _quickack(sock)
-        raise InstanceUnavailable("the instance closed the stream before the prediction completed")
+            if conn.complete:
+                raise InstanceUnavailable(
+                    "the instance closed the stream before the prediction completed"
+                )
+            await conn.wait()
 
     async def cancel(self, prediction_id: str) -> bool:
         """Ask Cog to cancel; False when it no longer knows the prediction."""
@@ -164,23 +175,9 @@ class CogClient:
         except (aiohttp.ClientError, TimeoutError):
             pass
 
-
-def _lost(exc: Exception) -> InstanceUnavailable:
-    return InstanceUnavailable(f"connection to the instance failed: {exc!r}")
-
-
-def _socket_of(resp: aiohttp.ClientResponse) -> Any:
-    """The connection's socket (under uvloop a socket-like object with ``setsockopt``)."""
-    connection = resp.connection
-    transport = connection.transport if connection is not None else None
-    return transport.get_extra_info("socket") if transport is not None else None
-
-
-def _quickack(sock: Any) -> None:
-    """ACK at once what arrives next (Linux only; the kernel drops the mode by itself)."""
-    if sock is not None and hasattr(socket, "TCP_QUICKACK"):
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+    def close(self) -> None:
+        """Close the pooled prediction connections (the instance is going away)."""
+        self.pool.close()
 
 
 def _validation_error(text: str) -> str:

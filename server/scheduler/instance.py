@@ -112,6 +112,9 @@ class Instance:
             except TimeoutError:
                 log.warning("instance_drain_timeout", instance_id=self.id, left=len(self.in_flight))
         self.state = InstanceState.STOPPED
-        if self.handle.is_running():
-            await self.client.shutdown()
-        await runtime.stop(self.handle, grace=grace)
+        try:
+            if self.handle.is_running():
+                await self.client.shutdown()
+            await runtime.stop(self.handle, grace=grace)
+        finally:
+            self.client.close()

@@ -333,6 +333,9 @@ class Ticking:
     async def shutdown(self) -> None:
         await self.inner.shutdown()
 
+    def close(self) -> None:
+        self.inner.close()
+
 
 class TickingRuntime(FakeRuntime):
     def client_for(self, handle: InstanceHandle) -> InstanceAPI:
