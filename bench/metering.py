@@ -70,6 +70,7 @@ from server.db import Database  # noqa: E402
 from server.logging import configure_logging  # noqa: E402
 from server.metering.records import usage_row  # noqa: E402
 from server.metering.sinks import LocalDirSink, S3Sink, Sink, decode_object  # noqa: E402
+from server.metering.tables import UsageRow  # noqa: E402
 from server.metering.writer import MeteringWriter  # noqa: E402
 from server.settings import MeteringSettings  # noqa: E402
 from tests.integration.gateway import Gateway, run_gateway  # noqa: E402
@@ -208,22 +209,21 @@ async def fill_outbox(db: Database, n: int, settings: MeteringSettings) -> None:
         async with db.session() as session:
             for i in range(start, min(n, start + INSERT_CHUNK)):
                 completed = now - timedelta(seconds=(n - i) * 0.001)
-                session.add(
-                    usage_row(
-                        prediction_id=f"bench{i:07d}",
-                        account="admin",
-                        model="bench/trivial",
-                        version="v" * 64,
-                        deployment=None,
-                        hardware="cpu",
-                        status="succeeded",
-                        created_at=completed - timedelta(seconds=0.2),
-                        started_at=completed - timedelta(seconds=0.1),
-                        completed_at=completed,
-                        predict_time=0.1,
-                        settings=settings,
-                    )
+                row = usage_row(
+                    prediction_id=f"bench{i:07d}",
+                    account="admin",
+                    model="bench/trivial",
+                    version="v" * 64,
+                    deployment=None,
+                    hardware="cpu",
+                    status="succeeded",
+                    created_at=completed - timedelta(seconds=0.2),
+                    started_at=completed - timedelta(seconds=0.1),
+                    completed_at=completed,
+                    predict_time=0.1,
+                    settings=settings,
                 )
+                session.add(UsageRow(**row.values))
             await session.commit()
 
 

@@ -19,4 +19,6 @@ def isoformat(dt: datetime | None) -> str | None:
     """Replicate's timestamp shape: ISO-8601 UTC, microseconds, ``Z`` suffix."""
     if dt is None:
         return None
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if dt.tzinfo is not UTC:
+        dt = dt.astimezone(UTC)
+    return dt.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"

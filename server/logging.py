@@ -1,10 +1,10 @@
 """structlog set-up: events with keys, JSON when stderr is not a terminal, one line per request."""
 
 import logging
+import random
 import re
 import sys
 import time
-import uuid
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -42,6 +42,9 @@ def configure_logging(*, json: bool | None = None, level: str = "info") -> None:
     logging.basicConfig(level=numeric, stream=sys.stderr, format="%(name)s %(message)s")
 
 
+_ids = random.Random()  # request ids need to be unique, not secret: no system call per request
+
+
 class RequestLogMiddleware:
     """Bind a request id for the request's logs and emit one canonical ``http_request`` line."""
 
@@ -52,7 +55,7 @@ class RequestLogMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = uuid.uuid4().hex[:16]
+        request_id = f"{_ids.getrandbits(64):016x}"
         start = time.perf_counter()
         status = 500
 
@@ -63,14 +66,15 @@ class RequestLogMiddleware:
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
-            try:
-                await self.app(scope, receive, send_wrapper)
-            finally:
-                log.info(
-                    "http_request",
-                    method=scope["method"],
-                    path=redact(scope["path"]),
-                    status=status,
-                    duration_ms=round((time.perf_counter() - start) * 1000, 2),
-                )
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            log.info(
+                "http_request",
+                method=scope["method"],
+                path=redact(scope["path"]),
+                status=status,
+                duration_ms=round((time.perf_counter() - start) * 1000, 2),
+            )
+            structlog.contextvars.reset_contextvars(**tokens)

@@ -1,13 +1,19 @@
-"""Build the usage record of a terminal prediction (the row the outbox ships)."""
+"""Build the usage record of a terminal prediction (the row the outbox ships), as data: the
+``Insert`` commits with the terminal status (``server.dbwrite``; no ORM object per record)."""
 
 import uuid
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Table
+
 from server.clock import isoformat
+from server.dbwrite import Insert
 from server.metering.pricing import charge
 from server.metering.tables import UsageRow
 from server.settings import MeteringSettings
+
+USAGE: Table = UsageRow.__table__  # type: ignore[assignment]
 
 
 def usage_row(
@@ -24,7 +30,7 @@ def usage_row(
     completed_at: datetime,
     predict_time: float,
     settings: MeteringSettings,
-) -> UsageRow:
+) -> Insert:
     price = charge(
         status=status,
         started=started_at is not None,
@@ -58,9 +64,10 @@ def usage_row(
         "pricing_mode": price.pricing_mode,
         "gateway_id": settings.gateway_id,
     }
-    return UsageRow(
-        record_id=record["record_id"],
-        prediction_id=prediction_id,
-        completed_at=completed_at,
-        record=record,
-    )
+    values = {
+        "record_id": record["record_id"],
+        "prediction_id": prediction_id,
+        "completed_at": completed_at,
+        "record": record,
+    }
+    return Insert(USAGE, values)

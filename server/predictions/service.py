@@ -24,7 +24,6 @@ from server.clock import Clock
 from server.db import Database
 from server.dbwrite import Insert, Op, Update, executor_for, insert_of
 from server.metering.records import usage_row
-from server.metering.tables import UsageRow
 from server.models.service import ModelService, VersionInfo
 from server.pagination import Page, paginate
 from server.predictions.prediction import (
@@ -358,14 +357,14 @@ class PredictionService:
 
         # The usage record and what listeners stage (the completed webhook) commit with the
         # status: never one without the other.
-        rows: list[object] = [usage] if usage is not None else []
-        if event is not None:
-            rows += self._staged(event)
         values = p.mutable_columns()
         if new is Status.PROCESSING:  # only these two changed
             values = {"status": values["status"], "started_at": values["started_at"]}
         write: list[Op] = [Update(PREDICTIONS, p.id, values)]
-        write += map(insert_of, rows)
+        if usage is not None:
+            write.append(usage)
+        if event is not None:
+            write += map(insert_of, self._staged(event))
 
         if new is Status.PROCESSING:
             self.writes.write_later(write)  # nobody waits for it; the terminal write follows it
@@ -387,7 +386,7 @@ class PredictionService:
             self._live.pop(p.id, None)
         return True
 
-    async def _usage_row(self, p: Prediction) -> UsageRow:
+    async def _usage_row(self, p: Prediction) -> Insert:
         assert self.metering is not None
         assert p.completed_at is not None
         version = await self.models.version(p.version_id)

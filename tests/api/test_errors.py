@@ -1,5 +1,7 @@
 """Every error leaves as problem+json: auth, bad bodies, bad inputs, unknown things."""
 
+import re
+
 import httpx
 import pytest
 
@@ -204,3 +206,13 @@ async def test_the_fast_path_answers_as_the_route_would(
     monkeypatch.setattr(fastpath, "ROUTES", {})
     assert await answers() == fast
     assert [status for status, _, _ in fast] == [201, 422, 422, 422, 422, 401, 200, 404, 404]
+
+
+async def test_every_answer_carries_its_own_request_id(api: Api) -> None:
+    """The id bound to a request's log lines comes back as ``X-Request-Id`` (errors too)."""
+    seen = []
+    for path in ("/v1/account", "/v1/predictions/nope", "/v1/account"):
+        resp = await api.client.get(path)
+        seen.append(resp.headers["x-request-id"])
+    assert all(re.fullmatch(r"[0-9a-f]{16}", rid) for rid in seen), seen
+    assert len(set(seen)) == 3

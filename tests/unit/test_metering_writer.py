@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from server.db import Database
 from server.metering.records import usage_row
 from server.metering.sinks import decode_object
+from server.metering.tables import UsageRow
 from server.metering.writer import MeteringWriter, backoff
 from server.settings import MeteringSettings
 
@@ -56,22 +57,21 @@ class FlakySink:
 
 async def record(db: Database, clock: FakeClock, n: int, settings: MeteringSettings) -> None:
     async with db.session() as session:
-        session.add(
-            usage_row(
-                prediction_id=f"p{n:05d}",
-                account="admin",
-                model="acme/echo",
-                version="v" * 64,
-                deployment=None,
-                hardware="cpu",
-                status="succeeded",
-                created_at=clock.now() - timedelta(seconds=1),
-                started_at=clock.now() - timedelta(seconds=0.5),
-                completed_at=clock.now(),
-                predict_time=0.5,
-                settings=settings,
-            )
+        row = usage_row(
+            prediction_id=f"p{n:05d}",
+            account="admin",
+            model="acme/echo",
+            version="v" * 64,
+            deployment=None,
+            hardware="cpu",
+            status="succeeded",
+            created_at=clock.now() - timedelta(seconds=1),
+            started_at=clock.now() - timedelta(seconds=0.5),
+            completed_at=clock.now(),
+            predict_time=0.5,
+            settings=settings,
         )
+        session.add(UsageRow(**row.values))
         await session.commit()
 
 
