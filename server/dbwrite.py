@@ -23,6 +23,7 @@ an ``Executor``:
 
 import asyncio
 import contextlib
+import functools
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -71,18 +72,25 @@ def insert_of(obj: object) -> Insert:
 def with_defaults(op: Insert) -> dict[str, Any]:
     """The row with every column: scalar defaults and NULL for what was left out, except an
     autoincrement key or a server default (the database fills those)."""
-    row = dict(op.values)
-    for col in op.table.columns:
-        if col.key in row or col.server_default is not None or _autoincrement(col):
+    return {**op.values, **_left_out(op.table, tuple(op.values))}
+
+
+@functools.cache
+def _left_out(table: Table, given: tuple[str, ...]) -> dict[str, Any]:
+    """The values of the columns an insert of ``given`` leaves out (once per table and shape:
+    the hot path inserts the same few shapes over and over). Read-only: callers copy."""
+    values: dict[str, Any] = {}
+    for col in table.columns:
+        if col.key in given or col.server_default is not None or _autoincrement(col):
             continue
         default = col.default
         if default is None:
-            row[col.key] = None
+            values[col.key] = None
         elif getattr(default, "is_scalar", False):
-            row[col.key] = getattr(default, "arg", None)
+            values[col.key] = getattr(default, "arg", None)
         else:
-            raise ValueError(f"{op.table.name}.{col.key}: only scalar defaults are supported")
-    return row
+            raise ValueError(f"{table.name}.{col.key}: only scalar defaults are supported")
+    return values
 
 
 def _autoincrement(col: Column[Any]) -> bool:
@@ -114,7 +122,7 @@ class Executor(Protocol):
     async def close(self) -> None: ...
 
 
-# --- SQLite: a writer thread with its own connection ---------------------------------------------
+# --- SQLite: raw sqlite3, on the event loop or a writer thread -----------------------------------
 
 Processor = Callable[[Any], Any] | None
 

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from server.app import Startup, create_app
+from server.hardware import Inventory
 from server.logging import configure_logging
 from server.services import Services, build_services
 from server.settings import Settings
@@ -100,9 +101,15 @@ class Api:
     transport: httpx.ASGITransport
 
 
-async def open_api(settings: Settings, runtime: FakeRuntime) -> AsyncIterator[Api]:
+async def open_api(
+    settings: Settings, runtime: FakeRuntime, inventory: Inventory | None = None
+) -> AsyncIterator[Api]:
     services = build_services(
-        settings, runtime=runtime, builder=FakeBuilder(), client_factory=runtime.client_for
+        settings,
+        runtime=runtime,
+        builder=FakeBuilder(),
+        client_factory=runtime.client_for,
+        inventory=inventory,
     )
     app = create_app(services, Startup(models=[("acme/echo", FIXTURES / "echo")], warm=False))
     async with app.router.lifespan_context(app):

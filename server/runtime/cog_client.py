@@ -71,12 +71,10 @@ class InstanceAPI(Protocol):
 
 
 class CogClient:
-    def __init__(
-        self, base_url: str, session: aiohttp.ClientSession, *, keepalive_s: float = KEEPALIVE_S
-    ) -> None:
+    def __init__(self, base_url: str, session: aiohttp.ClientSession) -> None:
         self.base_url = base_url
         self.session = session
-        self.pool = ConnectionPool(base_url, keepalive_s=keepalive_s)
+        self.pool = ConnectionPool(base_url, keepalive_s=KEEPALIVE_S)
 
     async def health(self) -> dict[str, Any]:
         timeout = aiohttp.ClientTimeout(total=HEALTH_TIMEOUT_S)

@@ -72,13 +72,9 @@ class Connection(asyncio.Protocol):
         quickack(self.sock)
         self._wake()
 
-    def eof_received(self) -> bool | None:
-        return None  # close our side too
-
     def connection_lost(self, exc: Exception | None) -> None:
         if self.lost is None:
             self.lost = f"the connection failed ({exc!r})" if exc else "the instance closed it"
-        self.keep_alive = False
         self.pool.forget(self)
         self._wake()
 
@@ -146,7 +142,6 @@ class Connection(asyncio.Protocol):
 
     def _lose(self, reason: str) -> None:
         self.lost = reason
-        self.keep_alive = False
         self.close()
         self._wake()
 

@@ -16,7 +16,7 @@ from server import errors
 from server.hardware import Inventory
 from server.models.service import VersionInfo
 from server.runtime.base import InstanceHandle, Runtime
-from server.runtime.cog_client import CogClient, InstanceAPI
+from server.runtime.cog_client import KEEPALIVE_S, CogClient, InstanceAPI
 from server.scheduler.events import PredictionEvents
 from server.scheduler.placement import Placement
 from server.scheduler.pool import Pool
@@ -25,7 +25,6 @@ from server.settings import RuntimeSettings
 log = structlog.get_logger("server.scheduler")
 
 CONNECTIONS_PER_HOST = 256  # open connections from the gateway to one instance
-KEEPALIVE_S = 10.0  # an idle pooled connection to an instance is closed after this
 
 ClientFactory = Callable[[InstanceHandle], InstanceAPI]
 SetupFailedHook = Callable[[str, str], Awaitable[None]]
@@ -56,8 +55,8 @@ class Scheduler:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            # Keep-alive, idle connections closed well before Cog would close them; the
-            # client's TCP_QUICKACK keeps Cog's SSE from stalling on a reused connection.
+            # Health checks, cancels and shutdowns (predictions have their own pool per
+            # instance, cog_http.py); idle connections closed like the prediction pool's.
             connector = aiohttp.TCPConnector(
                 limit=0, limit_per_host=CONNECTIONS_PER_HOST, keepalive_timeout=KEEPALIVE_S
             )

@@ -6,17 +6,14 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import select
 
-from server.app import Startup, create_app
 from server.hardware import GpuDevice, HardwareSettings, Inventory
 from server.metering.tables import UsageRow
 from server.scheduler.pool import CANCEL_SETTLE_S
-from server.services import build_services
-from tests.conftest import ADMIN_TOKEN, FIXTURES, Api, make_settings, open_api
-from tests.fakes import FakeBuilder, FakeRuntime
+from tests.conftest import ADMIN_TOKEN, Api, make_settings, open_api
+from tests.fakes import FakeRuntime
 
 pytestmark = pytest.mark.anyio
 
@@ -49,15 +46,18 @@ def counted(items: list[Any], n: int) -> Callable[[], bool]:
 
 
 def gateway(
-    tmp_path: Path, runtime: FakeRuntime | None = None, **runtime_settings: Any
+    tmp_path: Path,
+    runtime: FakeRuntime | None = None,
+    inventory: Inventory | None = None,
+    **runtime_settings: Any,
 ) -> AsyncIterator[Api]:
-    """An app with these runtime settings (on top of the test defaults)."""
+    """An app with these runtime settings (on top of the test defaults) and hardware."""
     settings = make_settings(
         tmp_path,
         runtime={"env_cache_dir": tmp_path, "drain_timeout": 1.0, "stop_grace": 0.1}
         | runtime_settings,
     )
-    return open_api(settings, runtime or FakeRuntime())
+    return open_api(settings, runtime or FakeRuntime(), inventory)
 
 
 async def create(api: Api, wait: bool = False, **input: Any) -> dict[str, Any]:
@@ -131,81 +131,67 @@ async def test_scales_up_to_max_and_back_to_zero(tmp_path: Path) -> None:
 async def test_gpus_are_assigned_one_per_instance(tmp_path: Path) -> None:
     runtime = FakeRuntime()
     gpus = [GpuDevice(index=0, sku="gpu-t4"), GpuDevice(index=1, sku="gpu-t4")]
-    settings = make_settings(
-        tmp_path, runtime={"env_cache_dir": tmp_path, "drain_timeout": 0.5, "stop_grace": 0.1}
-    )
-    services = build_services(
-        settings,
-        runtime=runtime,
-        builder=FakeBuilder(),
-        client_factory=runtime.client_for,
-        inventory=Inventory(HardwareSettings(), gpus),
-    )
-    app = create_app(services, Startup(models=[("acme/echo", FIXTURES / "echo")], warm=False))
-    async with app.router.lifespan_context(app):
-        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://gw.test", headers=headers
-        ) as client:
-            hardware = (await client.get("/v1/hardware")).json()
-            assert [h["sku"] for h in hardware] == ["cpu", "gpu-t4"]
-            version = (await client.get("/v1/models/acme/echo")).json()["latest_version"]["id"]
-            bad = await client.post(
-                "/v1/deployments",
-                json={
-                    "name": "big",
-                    "model": "acme/echo",
-                    "version": version,
-                    "hardware": "gpu-h100",
-                    "min_instances": 0,
-                    "max_instances": 1,
-                },
+    inventory = Inventory(HardwareSettings(), gpus)
+    async for api in gateway(tmp_path, runtime, inventory, drain_timeout=0.5):
+        client, version, services = api.client, api.version_id, api.services
+        hardware = (await client.get("/v1/hardware")).json()
+        assert [h["sku"] for h in hardware] == ["cpu", "gpu-t4"]
+        bad = await client.post(
+            "/v1/deployments",
+            json={
+                "name": "big",
+                "model": "acme/echo",
+                "version": version,
+                "hardware": "gpu-h100",
+                "min_instances": 0,
+                "max_instances": 1,
+            },
+        )
+        assert bad.status_code == 422
+        assert "hardware" in bad.text
+        made = await client.post(
+            "/v1/deployments",
+            json={
+                "name": "gpu",
+                "model": "acme/echo",
+                "version": version,
+                "hardware": "gpu-t4",
+                "min_instances": 0,
+                "max_instances": 3,
+            },
+        )
+        assert made.status_code == 200, made.text
+        ids = []
+        for _ in range(3):
+            resp = await client.post(
+                "/v1/deployments/admin/gpu/predictions", json={"input": {"seconds": 1}}
             )
-            assert bad.status_code == 422
-            assert "hardware" in bad.text
-            made = await client.post(
-                "/v1/deployments",
-                json={
-                    "name": "gpu",
-                    "model": "acme/echo",
-                    "version": version,
-                    "hardware": "gpu-t4",
-                    "min_instances": 0,
-                    "max_instances": 3,
-                },
-            )
-            assert made.status_code == 200, made.text
-            ids = []
-            for _ in range(3):
-                resp = await client.post(
-                    "/v1/deployments/admin/gpu/predictions", json={"input": {"seconds": 1}}
-                )
-                assert resp.status_code == 201
-                ids.append(resp.json()["id"])
-            await asyncio.sleep(0.2)
-            devices = sorted(s.environment["CUDA_VISIBLE_DEVICES"] for s in runtime.started)
-            assert devices == ["0", "1"], "two GPUs: two instances, one GPU each, never shared"
-            # A CPU prediction runs beside them with no GPU visible.
-            cpu = await client.post(
-                "/v1/predictions",
-                json={"version": version, "input": {"text": "cpu"}},
-                headers={"Prefer": "wait"},
-            )
-            assert cpu.json()["output"] == "cpu"
-            assert runtime.started[-1].environment["CUDA_VISIBLE_DEVICES"] == ""
-            for prediction_id in ids:
-                for _ in range(100):
-                    body = (await client.get(f"/v1/predictions/{prediction_id}")).json()
-                    if body["status"] == "succeeded":
-                        break
-                    await asyncio.sleep(0.05)
-                assert body["status"] == "succeeded"
-            # Usage records bill the SKU the deployment release ran on.
-            async with services.db.session() as session:
-                usage = (await session.execute(select(UsageRow))).scalars().all()
-            by_id = {row.prediction_id: row.record["hardware"] for row in usage}
-            assert [by_id[i] for i in ids] == ["gpu-t4"] * 3
-            assert by_id[cpu.json()["id"]] == "cpu"
+            assert resp.status_code == 201
+            ids.append(resp.json()["id"])
+        await asyncio.sleep(0.2)
+        devices = sorted(s.environment["CUDA_VISIBLE_DEVICES"] for s in runtime.started)
+        assert devices == ["0", "1"], "two GPUs: two instances, one GPU each, never shared"
+        # A CPU prediction runs beside them with no GPU visible.
+        cpu = await client.post(
+            "/v1/predictions",
+            json={"version": version, "input": {"text": "cpu"}},
+            headers={"Prefer": "wait"},
+        )
+        assert cpu.json()["output"] == "cpu"
+        assert runtime.started[-1].environment["CUDA_VISIBLE_DEVICES"] == ""
+        for prediction_id in ids:
+            for _ in range(100):
+                body = (await client.get(f"/v1/predictions/{prediction_id}")).json()
+                if body["status"] == "succeeded":
+                    break
+                await asyncio.sleep(0.05)
+            assert body["status"] == "succeeded"
+        # Usage records bill the SKU the deployment release ran on.
+        async with services.db.session() as session:
+            usage = (await session.execute(select(UsageRow))).scalars().all()
+        by_id = {row.prediction_id: row.record["hardware"] for row in usage}
+        assert [by_id[i] for i in ids] == ["gpu-t4"] * 3
+        assert by_id[cpu.json()["id"]] == "cpu"
 
 
 async def test_failed_health_checks_replace_the_instance(tmp_path: Path) -> None:
@@ -405,53 +391,38 @@ async def test_a_pool_waiting_for_hardware_boots_when_another_pool_frees_it(
     tmp_path: Path,
 ) -> None:
     runtime = FakeRuntime()
-    settings = make_settings(
-        tmp_path,
-        runtime={"env_cache_dir": tmp_path, "idle_timeout": 0.3, "stop_grace": 0.1},
-    )
-    services = build_services(
-        settings,
-        runtime=runtime,
-        builder=FakeBuilder(),
-        client_factory=runtime.client_for,
-        inventory=Inventory(HardwareSettings(cpu_instances=1), []),
-    )
-    app = create_app(services, Startup(models=[("acme/echo", FIXTURES / "echo")], warm=False))
-    async with app.router.lifespan_context(app):
-        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://gw.test", headers=headers
-        ) as client:
-            version = (await client.get("/v1/models/acme/echo")).json()["latest_version"]["id"]
-            first = await client.post(
-                "/v1/predictions",
-                json={"version": version, "input": {"text": "a"}},
-                headers={"Prefer": "wait"},
-            )
-            assert first.json()["output"] == "a"
-            deployment = {
-                "name": "other",
-                "model": "acme/echo",
-                "version": version,
-                "hardware": "cpu",
-                "min_instances": 0,
-                "max_instances": 1,
-            }
-            assert (await client.post("/v1/deployments", json=deployment)).status_code == 200
-            # The one CPU slot is held by the version's idle instance: this one waits for it.
-            second = await client.post(
-                "/v1/deployments/admin/other/predictions",
-                json={"input": {"text": "b"}},
-                headers={"Prefer": "wait=5"},
-            )
-            assert second.json()["output"] == "b"
-            assert runtime.stopped == ["fake-1"], "the idle instance gave its slot back"
-            assert len(runtime.started) == 2
+    inventory = Inventory(HardwareSettings(cpu_instances=1), [])
+    async for api in gateway(tmp_path, runtime, inventory, idle_timeout=0.3):
+        client, version = api.client, api.version_id
+        first = await client.post(
+            "/v1/predictions",
+            json={"version": version, "input": {"text": "a"}},
+            headers={"Prefer": "wait"},
+        )
+        assert first.json()["output"] == "a"
+        deployment = {
+            "name": "other",
+            "model": "acme/echo",
+            "version": version,
+            "hardware": "cpu",
+            "min_instances": 0,
+            "max_instances": 1,
+        }
+        assert (await client.post("/v1/deployments", json=deployment)).status_code == 200
+        # The one CPU slot is held by the version's idle instance: this one waits for it.
+        second = await client.post(
+            "/v1/deployments/admin/other/predictions",
+            json={"input": {"text": "b"}},
+            headers={"Prefer": "wait=5"},
+        )
+        assert second.json()["output"] == "b"
+        assert runtime.stopped == ["fake-1"], "the idle instance gave its slot back"
+        assert len(runtime.started) == 2
 
 
 async def test_cancel_before_cog_has_the_prediction_still_cancels(api: Api) -> None:
-    """Cog answers 404 to a cancel for a prediction it has not taken yet; the gateway
-    forwards the cancel again when the prediction starts."""
+    """Cog answers 404 to a cancel for a prediction it has not taken yet; the gateway asks
+    again until Cog has it."""
     body = await create(api, seconds=30, text="late")
     await eventually(dispatched(api, body["id"]))
     resp = await api.client.post(f"/v1/predictions/{body['id']}/cancel")
@@ -461,8 +432,8 @@ async def test_cancel_before_cog_has_the_prediction_still_cancels(api: Api) -> N
 
 async def test_a_404_that_crosses_the_start_event_still_cancels(api: Api) -> None:
     """Cog's 404 to the cancel arrives after the prediction's start event (the two crossed on
-    the wire): Cog knows the prediction by then, so the gateway asks again at once instead of
-    waiting for a start event that has already come."""
+    the wire): the gateway still asks again, and Cog, which knows the prediction by then,
+    cancels it."""
     body = await create(api, seconds=30, text="late")  # starts 0.2 s after dispatch
     await eventually(dispatched(api, body["id"]))
     (instance,) = api.runtime.api.values()
