@@ -23,6 +23,7 @@ from server.accounts import api as accounts_api
 from server.accounts.service import Account
 from server.deployments import api as deployments_api
 from server.files import api as files_api
+from server.jsoncodec import JSONResponse
 from server.logging import RequestLogMiddleware
 from server.metering import api as metering_api
 from server.models import api as models_api
@@ -138,6 +139,7 @@ def create_app(services: Services, startup: Startup | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
+        default_response_class=JSONResponse,
     )
     app.state.services = services
     errors.install_error_handlers(app)

@@ -1,6 +1,5 @@
 """The store: an async SQLAlchemy engine (SQLite by default, PostgreSQL by URL), the table base."""
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -16,6 +15,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
+
+from server import jsoncodec
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -56,7 +57,10 @@ class Database:
         self.url = url
         self.schema = schema
         self.is_sqlite = url.startswith("sqlite")
-        kwargs: dict[str, Any] = {"json_serializer": json.dumps}
+        kwargs: dict[str, Any] = {
+            "json_serializer": jsoncodec.dumps,
+            "json_deserializer": jsoncodec.loads,
+        }
         if not self.is_sqlite:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
             if schema:

@@ -4,14 +4,13 @@ Every dependency is ``async def``: FastAPI runs a plain ``def`` in a worker thre
 per dependency per request on the hot path.
 """
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from server import errors
+from server import errors, jsoncodec
 from server.accounts.service import Account
 from server.auth import current_account
 from server.services import Services
@@ -48,7 +47,7 @@ async def json_object(request: Request) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        data = json.loads(raw)
+        data = jsoncodec.loads(raw)
     except ValueError:
         raise errors.BadRequest("Request body is not valid JSON.") from None
     if not isinstance(data, dict):

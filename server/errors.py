@@ -23,8 +23,9 @@ from typing import Any, ClassVar
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from server.jsoncodec import JSONResponse
 
 log = structlog.get_logger("server.errors")
 

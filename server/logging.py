@@ -9,6 +9,8 @@ import time
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from server import jsoncodec
+
 log = structlog.get_logger("server.http")
 
 # Path segments that are secrets (file download and stream capabilities, the upload token).
@@ -23,7 +25,9 @@ def configure_logging(*, json: bool | None = None, level: str = "info") -> None:
     """Configure structlog and the stdlib root logger once, at process start."""
     as_json = (not sys.stderr.isatty()) if json is None else json
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
+        structlog.processors.JSONRenderer(jsoncodec.log_dumps)
+        if as_json
+        else structlog.dev.ConsoleRenderer()
     )
     numeric = logging.getLevelName(level.upper())
     structlog.configure(

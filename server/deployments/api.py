@@ -3,7 +3,6 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import JSONResponse
 
 from server.deployments.schemas import (
     DeploymentCreate,
@@ -14,6 +13,7 @@ from server.deployments.schemas import (
 )
 from server.deployments.service import DeploymentService
 from server.deps import CreateCallDep, CurrentAccount, JsonObject, PageUrl
+from server.jsoncodec import JSONResponse
 from server.predictions.api import create_and_respond
 from server.predictions.schemas import parse_create
 

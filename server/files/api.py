@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
@@ -19,6 +19,7 @@ from server import errors
 from server.deps import BaseUrl, CurrentAccount, PageUrl, ServicesDep
 from server.files.schemas import render
 from server.files.service import StoredFile, payload_too_large
+from server.jsoncodec import JSONResponse
 
 router = APIRouter(prefix="/v1")
 

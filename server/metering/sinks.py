@@ -6,7 +6,6 @@ the key layout ``dt=YYYY-MM-DD/hour=HH/usage-<first seq>-<last seq>.jsonl.gz``.
 
 import asyncio
 import gzip
-import json
 import os
 import tempfile
 from datetime import UTC, datetime
@@ -15,6 +14,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
+from server import jsoncodec
 from server.s3 import create_bucket
 from server.s3 import s3_client as shared_s3_client
 from server.settings import Settings
@@ -46,16 +46,14 @@ class Sink(Protocol):
 
 def encode_batch(records: list[dict[str, Any]]) -> bytes:
     """Records as gzip-compressed JSON Lines; the same records always give the same bytes."""
-    lines = "".join(
-        json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n" for record in records
-    )
-    return gzip.compress(lines.encode(), mtime=0)
+    lines = b"".join(jsoncodec.dumpb(record, sort_keys=True) + b"\n" for record in records)
+    return gzip.compress(lines, mtime=0)
 
 
 def decode_object(body: bytes) -> list[dict[str, Any]]:
     """The records of one usage object (the inverse of ``encode_batch``)."""
     text = gzip.decompress(body).decode()
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [jsoncodec.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def object_key(first_seq: int, last_seq: int, completed_at: datetime) -> str:

@@ -3,11 +3,12 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from server import errors
 from server.deps import BaseUrl, CurrentAccount, JsonObject, PageUrl, ServicesDep
+from server.jsoncodec import JSONResponse
 from server.models import upload
 from server.models.schemas import render_build, render_model, render_version
 from server.models.tables import ModelRow

@@ -3,10 +3,10 @@
 import re
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
 
 from server import errors
 from server.deps import BaseUrl, CreateCall, CreateCallDep, CurrentAccount, PageUrl, ServicesDep
+from server.jsoncodec import JSONResponse
 from server.models.service import VersionInfo
 from server.predictions.schemas import PredictionCreate, parse_create, render, render_waiting
 from server.predictions.service import CreateRequest

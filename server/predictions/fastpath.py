@@ -18,7 +18,6 @@ app's handlers render them: ``APIError`` here, anything unexpected by the same o
 import re
 from collections.abc import Awaitable, Callable
 
-from fastapi.responses import JSONResponse
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -26,6 +25,7 @@ from server import errors
 from server.auth import current_account
 from server.deployments.api import create_deployment_prediction
 from server.deps import base_url, create_call
+from server.jsoncodec import JSONResponse
 from server.predictions.api import create_model_prediction, create_prediction, get_prediction
 
 Handler = Callable[[Request, dict[str, str]], Awaitable[JSONResponse]]

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from server import jsoncodec
 from server.runtime.cog_http import Connection, ConnectionLost, ConnectionPool
 
 HEALTH_TIMEOUT_S = 2.0
@@ -89,7 +90,7 @@ class CogClient:
         on_event: EventHandler,
     ) -> CogResult:
         """Run one prediction, calling ``on_event`` for start/log/output; return the result."""
-        body = json.dumps({"id": prediction_id, "input": input}).encode()
+        body = jsoncodec.dumpb({"id": prediction_id, "input": input})
         request = self.pool.request("POST", "/predictions", body, PREDICT_HEADERS)
         for attempt in range(2):
             conn, reused = await self._connect()
@@ -144,7 +145,7 @@ class CogClient:
                 if not event:
                     data.clear()
                     continue
-                payload = json.loads("\n".join(data)) if data else {}
+                payload = jsoncodec.loads("\n".join(data)) if data else {}
                 if event == "completed":
                     return CogResult.from_payload(payload)
                 await on_event(event, payload)
