@@ -56,6 +56,45 @@ class Update:
 Op = Insert | Update
 
 
+def coalesce(ops: Sequence[Op]) -> list[Op]:
+    """The same writes with every ``Update`` of a row already written by an earlier op in
+    ``ops`` merged into that earlier op (the update's values win). Inserts are never merged
+    away (a second insert of a row must still fail).
+
+    Within one transaction the result is the same rows: a prediction that starts and finishes
+    in one batch costs one ``UPDATE`` (or none beside its ``INSERT``) instead of two. Moving a
+    later op's values forward past ops on *other* rows is safe here: those ops never read the
+    merged columns (no triggers; no unique or foreign key is ever updated). Rows are known by
+    their table and primary key; an insert whose key the database assigns is never merged.
+    """
+    merged: list[Op] = []
+    first: dict[tuple[str, Any], int] = {}
+    for op in ops:
+        row = _row(op)
+        at = first.get(row) if row is not None else None
+        if at is None or isinstance(op, Insert):
+            if row is not None:
+                first[row] = len(merged)
+            merged.append(op)
+            continue
+        earlier = merged[at]
+        values = {**earlier.values, **op.values}
+        if isinstance(earlier, Insert):
+            merged[at] = Insert(earlier.table, values)
+        else:
+            merged[at] = Update(earlier.table, earlier.key, values)
+    return merged
+
+
+def _row(op: Op) -> tuple[str, Any] | None:
+    if isinstance(op, Update):
+        return op.table.name, op.key
+    (pk, *more) = op.table.primary_key.columns
+    if more or pk.key not in op.values:
+        return None
+    return op.table.name, op.values[pk.key]
+
+
 def insert_of(obj: object) -> Insert:
     """The ``Insert`` for a mapped object (the attributes that were set, defaults for the rest)."""
     state = inspect(obj)

@@ -5,7 +5,10 @@ its transaction has committed), but writes that arrive while a commit is in prog
 together in the next one. Under load that turns N transactions into one; with a single
 writer there is also no lock contention between connections (SQLite's busy waits were
 the long tail of ``Prefer: wait`` at 16 clients). ``write_later`` queues a write nobody waits
-for (``processing``), in order with the writes after it.
+for (``processing``), in order with the writes after it; it does not start a commit of its own
+but rides along with the next write, or commits by itself ``LATER_S`` after it was queued.
+Before a batch goes to the executor, ops on the same row are merged (``dbwrite.coalesce``): a
+prediction that starts and finishes within one batch is one ``UPDATE``, not two.
 
 A write is a list of ``server.dbwrite`` operations (data, not code), so a batch goes to the
 executor in one piece: on SQLite, one transaction on the event loop's own connection.
@@ -20,12 +23,15 @@ from collections.abc import Sequence
 
 import structlog
 
-from server.dbwrite import Executor, Op
+from server.dbwrite import Executor, Op, coalesce
 
 log = structlog.get_logger("server.predictions.writer")
 
 Work = Sequence[Op]
 Item = tuple[Work, asyncio.Future[None] | None]
+
+LATER_S = 0.005
+"""How long a ``write_later`` waits for another write to ride along with (at most)."""
 
 
 class GroupCommit:
@@ -35,16 +41,21 @@ class GroupCommit:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._timer: asyncio.TimerHandle | None = None
 
     async def write(self, work: Work) -> None:
         """Write ``work`` in a transaction and return once it has committed."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._enqueue((work, future))
+        self._wake.set()
         await future
 
     def write_later(self, work: Work) -> None:
-        """Queue ``work`` without waiting; it commits before any write queued after it."""
+        """Queue ``work`` without waiting; it commits with the next write (in order, before
+        it), or alone after ``LATER_S``."""
         self._enqueue((work, None))
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(LATER_S, self._wake.set)
 
     def _enqueue(self, item: Item) -> None:
         if self._task is None or self._task.done():
@@ -52,21 +63,22 @@ class GroupCommit:
                 raise RuntimeError("the prediction writer has stopped")
             self._task = asyncio.create_task(self._run(), name="prediction-writer")
         self._items.append(item)
-        self._wake.set()
 
     async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
+        while self._items or not self._stopping:  # stopping: commit what is left, then end
+            if not self._stopping:
+                await self._wake.wait()
             self._wake.clear()
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             batch, self._items = self._items, []
             if batch:
                 await self._commit(batch)
-            elif self._stopping:
-                return
 
     async def _commit(self, batch: list[Item]) -> None:
         try:
-            await self.executor.run([op for work, _ in batch for op in work])
+            await self.executor.run(coalesce([op for work, _ in batch for op in work]))
         except Exception as exc:
             if len(batch) > 1:  # find the bad one: each write alone
                 for item in batch:

@@ -1,0 +1,150 @@
+"""Group commit (``server.predictions.writer``) and merging a batch's ops (``dbwrite.coalesce``)."""
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import Column, Integer, MetaData, String, Table
+
+from server.dbwrite import Insert, Op, Update, coalesce
+from server.predictions import writer
+from server.predictions.writer import GroupCommit
+
+META = MetaData()
+ROWS = Table(
+    "rows",
+    META,
+    Column("id", String, primary_key=True),
+    *(Column(name, Integer) for name in "abc"),
+)
+LOG = Table("log", META, Column("seq", Integer, primary_key=True), Column("a", Integer))
+
+KEYS = st.sampled_from(["k1", "k2", "k3"])
+VALUES = st.dictionaries(st.sampled_from(["a", "b", "c"]), st.integers(0, 9), min_size=1)
+OPS: st.SearchStrategy[Op] = st.one_of(
+    st.builds(lambda k, v: Insert(ROWS, {"id": k, **v}), KEYS, VALUES),
+    st.builds(lambda k, v: Update(ROWS, k, v), KEYS, VALUES),
+    st.builds(lambda v: Insert(LOG, {"a": v}), st.integers(0, 9)),
+)
+
+
+class DuplicateRow(Exception):
+    pass
+
+
+def apply(ops: Sequence[Op]) -> tuple[dict[str, dict[str, Any]], list[int]]:
+    """A model of the database: rows by key (an insert of an existing key fails, an update of
+    a missing one changes nothing) and the autoincrement log in order."""
+    rows: dict[str, dict[str, Any]] = {}
+    log: list[int] = []
+    for op in ops:
+        if op.table is LOG:
+            log.append(op.values["a"])
+        elif isinstance(op, Insert):
+            key = op.values["id"]
+            if key in rows:
+                raise DuplicateRow(key)
+            rows[key] = {"a": None, "b": None, "c": None, **op.values}
+        elif op.key in rows:
+            rows[op.key].update(op.values)
+    return rows, log
+
+
+def outcome(ops: Sequence[Op]) -> object:
+    try:
+        return apply(ops)
+    except DuplicateRow:
+        return "fails"
+
+
+@given(st.lists(OPS, max_size=12))
+def test_coalesced_ops_leave_the_same_rows(ops: list[Op]) -> None:
+    merged = coalesce(ops)
+    assert outcome(merged) == outcome(ops)
+    assert len(merged) <= len(ops)
+    assert sum(isinstance(op, Insert) for op in merged) == sum(isinstance(op, Insert) for op in ops)
+
+
+def test_a_prediction_that_starts_and_finishes_in_one_batch_is_one_update() -> None:
+    ops: list[Op] = [
+        Update(ROWS, "k1", {"a": 1, "b": 1}),  # processing
+        Insert(LOG, {"a": 7}),
+        Update(ROWS, "k1", {"a": 2, "c": 3}),  # terminal
+        Insert(LOG, {"a": 8}),  # its usage record
+    ]
+    assert coalesce(ops) == [
+        Update(ROWS, "k1", {"a": 2, "b": 1, "c": 3}),
+        Insert(LOG, {"a": 7}),
+        Insert(LOG, {"a": 8}),
+    ]
+    created: list[Op] = [Insert(ROWS, {"id": "k2", "a": 0}), Update(ROWS, "k2", {"a": 5})]
+    assert coalesce(created) == [Insert(ROWS, {"id": "k2", "a": 5})]
+
+
+class RecordingExecutor:
+    def __init__(self) -> None:
+        self.batches: list[list[Op]] = []
+        self.fail_on: int | None = None  # a value of "a" that makes a batch fail
+
+    async def run(self, ops: Sequence[Op]) -> None:
+        if any(op.values.get("a") == self.fail_on for op in ops):
+            raise RuntimeError("constraint failed")
+        self.batches.append(list(ops))
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.mark.anyio
+async def test_a_later_write_rides_along_with_the_next_one() -> None:
+    executor = RecordingExecutor()
+    writes = GroupCommit(executor)
+    writes.write_later([Update(ROWS, "k1", {"a": 1})])
+    await writes.write([Update(ROWS, "k1", {"b": 2}), Insert(LOG, {"a": 3})])
+    assert executor.batches == [[Update(ROWS, "k1", {"a": 1, "b": 2}), Insert(LOG, {"a": 3})]]
+    await writes.stop()
+
+
+@pytest.mark.anyio
+async def test_a_later_write_alone_commits_after_a_short_while() -> None:
+    executor = RecordingExecutor()
+    writes = GroupCommit(executor)
+    writes.write_later([Update(ROWS, "k1", {"a": 1})])
+    await asyncio.sleep(0)
+    assert executor.batches == []  # not at once: it waits for company
+    await asyncio.sleep(writer.LATER_S * 4)
+    assert executor.batches == [[Update(ROWS, "k1", {"a": 1})]]
+    await writes.stop()
+
+
+@pytest.mark.anyio
+async def test_stop_commits_what_is_queued() -> None:
+    executor = RecordingExecutor()
+    writes = GroupCommit(executor)
+    await writes.write([Insert(LOG, {"a": 1})])
+    writes.write_later([Update(ROWS, "k1", {"a": 2})])
+    await asyncio.wait_for(writes.stop(), 1)
+    assert executor.batches == [[Insert(LOG, {"a": 1})], [Update(ROWS, "k1", {"a": 2})]]
+    with pytest.raises(RuntimeError):
+        await writes.write([Insert(LOG, {"a": 3})])
+
+
+@pytest.mark.anyio
+async def test_one_bad_write_fails_only_its_caller() -> None:
+    executor = RecordingExecutor()
+    executor.fail_on = 13
+    writes = GroupCommit(executor)
+    results = await asyncio.gather(
+        writes.write([Insert(LOG, {"a": 1})]),
+        writes.write([Insert(LOG, {"a": 13})]),
+        writes.write([Insert(LOG, {"a": 2})]),
+        return_exceptions=True,
+    )
+    assert results[0] is None
+    assert results[2] is None
+    assert isinstance(results[1], RuntimeError)
+    assert [op.values["a"] for batch in executor.batches for op in batch] == [1, 2]
+    await writes.stop()
