@@ -138,13 +138,15 @@ class MeteringWriter:
         key = await self._claimed_batch() or await self._claim(force=force)
         if key is None:
             return False
-        async with self.db.session() as session:
+        async with self.db.session() as session:  # columns, not ORM objects: 500 at a time
             rows = (
-                await session.scalars(
-                    select(UsageRow).where(UsageRow.batch_key == key).order_by(UsageRow.seq)
+                await session.execute(
+                    select(UsageRow.seq, UsageRow.record)
+                    .where(UsageRow.batch_key == key)
+                    .order_by(UsageRow.seq)
                 )
             ).all()
-        records = [{**row.record, "sequence": row.seq} for row in rows]
+        records = [{**record, "sequence": seq} for seq, record in rows]
         await self.sink.put(key, encode_batch(records))
         async with self.db.session() as session:
             await session.execute(

@@ -189,7 +189,9 @@ class PredictionService:
         self._live[p.id] = p
         self._publish(created)
         self._dispatch(version, p, clean, request.placement)
-        log.info("prediction_created", prediction_id=p.id, version_id=version.id[:12])
+        # The request's own log line (http_request) names the prediction; this one is detail.
+        structlog.contextvars.bind_contextvars(prediction_id=p.id)
+        log.debug("prediction_created", prediction_id=p.id, version_id=version.id[:12])
         return p
 
     async def get(self, account: Account, prediction_id: str) -> Prediction:

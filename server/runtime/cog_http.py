@@ -18,6 +18,7 @@ left early (an error, a cancelled task) is closed. Idle connections are closed a
 
 import asyncio
 import contextlib
+import os
 import socket
 from collections import deque
 from typing import cast
@@ -60,7 +61,11 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        self.sock = transport.get_extra_info("socket")
+        # Our own socket object on a duplicate descriptor, for quickack(): uvloop's stand-in
+        # builds a socket object (and asks the kernel its name) on every setsockopt.
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self.sock = socket.socket(fileno=os.dup(sock.fileno()))
 
     def data_received(self, data: bytes) -> None:
         self.answered = True
@@ -73,6 +78,9 @@ class Connection(asyncio.Protocol):
         self._wake()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.sock is not None:  # the duplicate kept the connection open until now
+            self.sock.close()
+            self.sock = None
         if self.lost is None:
             self.lost = f"the connection failed ({exc!r})" if exc else "the instance closed it"
         self.pool.forget(self)

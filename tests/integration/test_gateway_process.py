@@ -1,5 +1,6 @@
 """The gateway as a process: SIGKILL and restart, the tokens CLI."""
 
+import json
 import os
 import signal
 import subprocess
@@ -40,6 +41,11 @@ def test_sigkill_then_restart_loses_nothing(tmp_path: Path) -> None:
             return bool(got["status"] == "processing")
 
         wait_for(started)
+        # Each create's one request log line names its prediction.
+        text = gw.log_path.read_text().splitlines()
+        lines = [json.loads(line) for line in text if line.startswith("{")]
+        creates = [e for e in lines if e.get("event") == "http_request" and e["method"] == "POST"]
+        assert [e.get("prediction_id") for e in creates] == [running["id"], queued["id"]]
         cog = gw.cog_pids()
         assert cog
         gw.proc.send_signal(signal.SIGKILL)
