@@ -23,7 +23,7 @@ class UsageRow(Base):
     )
 
     seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    record_id: Mapped[str] = mapped_column(String(32), unique=True)
+    record_id: Mapped[str] = mapped_column(String(32))  # random 128 bits: no index to keep
     prediction_id: Mapped[str] = mapped_column(String(32), unique=True)
     completed_at: Mapped[datetime] = mapped_column(UTCDateTime())
     record: Mapped[dict[str, Any]]
