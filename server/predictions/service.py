@@ -253,7 +253,8 @@ class PredictionService:
         """Wait up to ``timeout`` seconds for ``p`` to finish; return it either way."""
         if not p.done.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(p.done.wait(), timeout)
+                async with asyncio.timeout(timeout):  # no task per wait, unlike wait_for (3.11)
+                    await p.done.wait()
         return p
 
     async def cancel(self, account: Account, prediction_id: str, *, wait: float) -> Prediction:

@@ -218,7 +218,8 @@ class Pool:
             wake_at = self.planner.next_wakeup()
             timeout = None if wake_at is None else max(0.0, wake_at - self.now()) + 0.001
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):  # no task per wait, unlike wait_for (3.11)
+                    await self._wake.wait()
 
     @property
     def key(self) -> str:
