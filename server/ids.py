@@ -2,13 +2,14 @@
 
 import base64
 import hashlib
-import os
+import random
 import secrets
 import string
 import time
 
 TOKEN_PREFIX = "cgw_"
 _ALPHANUMERIC = string.ascii_letters + string.digits
+_prng = random.Random()  # seeded from the OS at import
 # Base32 with the digits first: the same 32 characters as Replicate's ids, in ASCII order, so
 # ids sort like the bytes they encode.
 _SORTED_BASE32 = str.maketrans(
@@ -24,10 +25,11 @@ def prediction_id() -> str:
     primary key, the usage record's) goes at the end, on a page the last insert already
     touched: random ids put each insert on its own page, a page more to read and to append to
     the WAL per prediction (README, "Gateway figures"). 80 random bits per millisecond cannot
-    collide in practice; ids are not secrets (reading a prediction takes its owner's token).
+    collide in practice; ids are not secrets (reading a prediction takes its owner's token), so
+    the bits come from a PRNG seeded by the OS, not a system call per id.
     """
     ms = time.time_ns() // 1_000_000
-    raw = ms.to_bytes(6, "big") + os.urandom(10)
+    raw = ms.to_bytes(6, "big") + _prng.getrandbits(80).to_bytes(10, "big")
     return base64.b32encode(raw).decode().rstrip("=").translate(_SORTED_BASE32)
 
 
