@@ -47,6 +47,9 @@ class MeteringWriter:
         self._wake = asyncio.Event()  # set by notify() and stop()
         self._idle = True  # sleeping with no record pending
         self._recorded = 0  # records notified since the writer last looked
+        # Whether a claimed batch may be waiting to be shipped (after a start, a failed put,
+        # or a quiet spell); while the writer ships its own claims one by one, there is none.
+        self._maybe_claimed = True
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -119,6 +122,8 @@ class MeteringWriter:
             self._idle = True  # before the query: a record written meanwhile wakes us
             delay = await self._next_due()
             self._idle = delay >= IDLE_WAIT_S
+            if self._idle:  # look for batches another run of the gateway claimed, now and then
+                self._maybe_claimed = True
             await _wait(self._wake, delay)
             self._idle = False
 
@@ -135,9 +140,12 @@ class MeteringWriter:
 
     async def ship_once(self, *, force: bool = False) -> bool:
         """Ship one batch: an already claimed one first (crash recovery), else a due one."""
-        key = await self._claimed_batch() or await self._claim(force=force)
+        key = await self._claimed_batch() if self._maybe_claimed else None
+        key = key or await self._claim(force=force)
         if key is None:
+            self._maybe_claimed = False
             return False
+        self._maybe_claimed = True  # until it is marked shipped
         async with self.db.session() as session:  # columns, not ORM objects: 500 at a time
             rows = (
                 await session.execute(
@@ -155,6 +163,7 @@ class MeteringWriter:
                 .values(shipped_at=self.clock.now())
             )
             await session.commit()
+        self._maybe_claimed = False
         self.shipped_records += len(records)
         log.info("metering_batch_shipped", key=key, records=len(records))
         return True
