@@ -70,7 +70,7 @@ def coalesce(ops: Sequence[Op]) -> list[Op]:
     merged: list[Op] = []
     first: dict[tuple[str, Any], int] = {}
     for op in ops:
-        row = _row(op)
+        row = row_of(op)
         at = first.get(row) if row is not None else None
         if at is None or isinstance(op, Insert):
             if row is not None:
@@ -86,7 +86,8 @@ def coalesce(ops: Sequence[Op]) -> list[Op]:
     return merged
 
 
-def _row(op: Op) -> tuple[str, Any] | None:
+def row_of(op: Op) -> tuple[str, Any] | None:
+    """(table, primary key) of the row ``op`` writes; None for an insert the database keys."""
     if isinstance(op, Update):
         return op.table.name, op.key
     (pk, *more) = op.table.primary_key.columns

@@ -73,6 +73,7 @@ async def create_and_respond(
     """Create, then honour ``Prefer: wait`` (shared by the three create endpoints)."""
     services, base = call.services, call.base
     await services.webhooks.check_url(body.webhook)  # 422 for a URL the gateway won't call
+    wait = parse_prefer_wait(call.prefer, services.settings.wait_max)
     p = await services.predictions.create(
         call.account,
         version,
@@ -84,9 +85,9 @@ async def create_and_respond(
             base_url=base,
             placement=placement,
             cancel_after=parse_cancel_after(call.cancel_after),
+            hold=wait is not None,
         ),
     )
-    wait = parse_prefer_wait(call.prefer, services.settings.wait_max)
     if wait is None:
         return JSONResponse(render(p, base), status_code=201)
     await services.predictions.wait(p, wait)

@@ -37,6 +37,8 @@ class Prediction:
     hardware: str | None = None
     """The SKU it runs on when a deployment release chose it (for its usage record)."""
     done: asyncio.Event = field(default_factory=asyncio.Event, repr=False, compare=False)
+    recorded: "asyncio.Future[None] | None" = field(default=None, repr=False, compare=False)
+    """While its first write is on its way (a ``Prefer: wait`` create): done once committed."""
 
     @classmethod
     def from_row(cls, row: PredictionRow, model: str, account: str = "") -> "Prediction":

@@ -7,6 +7,7 @@ change is written through at once, so a restart finds each accepted prediction w
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import secrets
 from collections.abc import Awaitable, Callable
@@ -67,6 +68,8 @@ class CreateRequest:
     """A deployment's pool (hardware, instance bounds); None: the version's own pool."""
     cancel_after: float | None = None
     """Seconds after creation when the prediction is canceled if not finished (Cancel-After)."""
+    hold: bool = False
+    """The caller answers only once it finishes or ``wait`` gives up (``Prefer: wait``)."""
 
 
 class PredictionService:
@@ -185,7 +188,16 @@ class PredictionService:
                 **p.mutable_columns(),
             },
         )
-        await self.writes.write([row, *map(insert_of, self._staged(created))])
+        work = [row, *map(insert_of, self._staged(created))]
+        if request.hold and not p.webhook:
+            # Nobody learns of it before wait() answers, and wait() answers only once the row
+            # is written, so the row rides along with a later write (often the prediction's
+            # own terminal one: one INSERT instead of an INSERT and two UPDATEs) and Cog starts
+            # at once. With a webhook the row (and the webhook's) commits first, as before.
+            p.recorded = self.writes.write_soon(work)
+            p.recorded.add_done_callback(functools.partial(self._not_recorded, p))
+        else:
+            await self.writes.write(work)
         self._live[p.id] = p
         self._publish(created)
         self._dispatch(version, p, clean, request.placement)
@@ -250,12 +262,26 @@ class PredictionService:
         return Page(results, page.next, page.previous)
 
     async def wait(self, p: Prediction, timeout: float) -> Prediction:
-        """Wait up to ``timeout`` seconds for ``p`` to finish; return it either way."""
+        """Wait up to ``timeout`` seconds for ``p`` to finish; return it either way, but only
+        once its row is written (raises if that failed)."""
         if not p.done.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):  # no task per wait, unlike wait_for (3.11)
                     await p.done.wait()
+        if p.recorded is not None:
+            await asyncio.shield(p.recorded)
         return p
+
+    def _not_recorded(self, p: Prediction, written: "asyncio.Future[None]") -> None:
+        """The row of a held create failed to commit: forget the prediction (its completion,
+        if any, writes nothing) and let wait() raise at once."""
+        if written.cancelled() or written.exception() is None:
+            return
+        log.error("prediction_not_recorded", prediction_id=p.id, error=repr(written.exception()))
+        self._live.pop(p.id, None)
+        if self.scheduler is not None:
+            self.scheduler.dequeue(p.id)
+        p.done.set()
 
     async def cancel(self, account: Account, prediction_id: str, *, wait: float) -> Prediction:
         p = await self.get(account, prediction_id)

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import structlog
 
-from server.dbwrite import Executor, Op, coalesce
+from server.dbwrite import Executor, Op, Update, coalesce, row_of
 
 log = structlog.get_logger("server.predictions.writer")
 
@@ -49,6 +49,14 @@ class GroupCommit:
         self._enqueue((work, future))
         self._wake.set()
         await future
+
+    def write_soon(self, work: Work) -> asyncio.Future[None]:
+        """``write_later`` with a future that is done once ``work`` has committed."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._enqueue((work, future))
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(LATER_S, self._wake.set)
+        return future
 
     def write_later(self, work: Work) -> None:
         """Queue ``work`` without waiting; it commits with the next write (in order, before
@@ -80,19 +88,42 @@ class GroupCommit:
         try:
             await self.executor.run(coalesce([op for work, _ in batch for op in work]))
         except Exception as exc:
-            if len(batch) > 1:  # find the bad one: each write alone
-                for item in batch:
-                    await self._commit([item])
+            if len(batch) == 1:
+                self._failed(batch[0], exc)
                 return
-            _, future = batch[0]
-            if future is None:
-                log.exception("prediction_write_failed")
-            elif not future.done():
-                future.set_exception(exc)  # the caller sees what went wrong
+            # Find the bad one: each write alone, in order. A write that updates a row whose
+            # insert just failed fails too (the row is not there; what commits with the update,
+            # a usage record say, must not land without it).
+            lost: set[tuple[str, object]] = set()
+            for item in batch:
+                work, _ = item
+                if any(isinstance(op, Update) and (op.table.name, op.key) in lost for op in work):
+                    self._failed(item, RuntimeError("the row it updates was not written"))
+                    continue
+                try:
+                    await self.executor.run(coalesce(work))
+                except Exception as alone:
+                    self._failed(item, alone)
+                    lost.update(row for op in work if (row := row_of(op)) is not None)
+                else:
+                    self._succeeded(item)
             return
-        for _, future in batch:
-            if future is not None and not future.done():
-                future.set_result(None)
+        for item in batch:
+            self._succeeded(item)
+
+    @staticmethod
+    def _succeeded(item: Item) -> None:
+        _, future = item
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    @staticmethod
+    def _failed(item: Item, exc: Exception) -> None:
+        _, future = item
+        if future is None:
+            log.error("prediction_write_failed", error=repr(exc))
+        elif not future.done():
+            future.set_exception(exc)  # the caller sees what went wrong
 
     async def stop(self) -> None:
         """Commit what is queued, end the task, close the executor."""

@@ -361,7 +361,10 @@ class Pool:
             result.metrics["cold_start_time"] = round(instance.boot_s, 6)
         outcome = self._outcome(job, result)
         self.stats.outcomes[outcome.status] += 1
-        await self.events.completed(pid, outcome)
+        try:
+            await self.events.completed(pid, outcome)
+        except Exception:  # not written (the database failed): restart recovery has the row
+            self.log.exception("completion_not_recorded", prediction_id=pid)
 
     def _outcome(self, job: Job, result: CogResult) -> CogResult:
         """Apply why the gateway stopped a prediction to what the instance reported."""

@@ -148,3 +148,21 @@ async def test_one_bad_write_fails_only_its_caller() -> None:
     assert isinstance(results[1], RuntimeError)
     assert [op.values["a"] for batch in executor.batches for op in batch] == [1, 2]
     await writes.stop()
+
+
+@pytest.mark.anyio
+async def test_an_update_of_a_row_whose_insert_failed_fails_too() -> None:
+    """Retried alone after a failed batch: what commits with the update (a usage record) must
+    not land without the row."""
+    executor = RecordingExecutor()
+    executor.fail_on = 13
+    writes = GroupCommit(executor)
+    inserted = writes.write_soon([Insert(ROWS, {"id": "k1", "a": 13})])
+    other = writes.write_soon([Insert(ROWS, {"id": "k2", "a": 1})])
+    finished = writes.write([Update(ROWS, "k1", {"b": 2}), Insert(LOG, {"a": 5})])
+    results = await asyncio.gather(inserted, other, finished, return_exceptions=True)
+    assert isinstance(results[0], RuntimeError)
+    assert results[1] is None
+    assert isinstance(results[2], RuntimeError)
+    assert executor.batches == [[Insert(ROWS, {"id": "k2", "a": 1})]]
+    await writes.stop()
