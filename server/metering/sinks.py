@@ -68,6 +68,13 @@ def object_key(first_seq: int, last_seq: int, completed_at: datetime) -> str:
     )
 
 
+def key_range(key: str) -> tuple[int, int]:
+    """The first and last sequence numbers of the batch ``object_key`` named ``key``."""
+    name = key.rsplit("/", 1)[-1].removeprefix("usage-").removesuffix(OBJECT_SUFFIX)
+    first, last = name.split("-")
+    return int(first), int(last)
+
+
 class LocalDirSink:
     """Objects as files under ``root``; a put is atomic (temporary file, then rename)."""
 

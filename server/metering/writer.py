@@ -1,8 +1,9 @@
 """The metering writer: ships usage records from the outbox to the sink, exactly once.
 
-A batch is claimed (its rows get the object key) in one transaction, then put, then marked
-shipped. Keys are named from the batch's first and last sequence numbers, so after a crash or a
-failed put the same rows go to the same key again: a retry overwrites, never duplicates.
+A batch is claimed (its rows get the object key) in one transaction, then put, then its rows
+are deleted (the sink holds them now). Keys are named from the batch's first and last sequence
+numbers, so after a crash or a failed put the same rows go to the same key again: a retry
+overwrites, never duplicates.
 Batches close at ``batch_records`` records or when the oldest record is ``batch_age`` old.
 A failing sink is retried with capped exponential backoff while records wait in the outbox;
 ``stop()`` flushes what is left.
@@ -14,11 +15,11 @@ import random
 from datetime import datetime
 
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from server.clock import Clock
 from server.db import Database
-from server.metering.sinks import Sink, encode_batch, object_key
+from server.metering.sinks import Sink, encode_batch, key_range, object_key
 from server.metering.tables import UsageRow
 from server.settings import MeteringSettings
 
@@ -77,9 +78,7 @@ class MeteringWriter:
 
     async def pending(self) -> int:
         async with self.db.session() as session:
-            count = await session.scalar(
-                select(func.count()).select_from(UsageRow).where(UsageRow.shipped_at.is_(None))
-            )
+            count = await session.scalar(select(func.count()).select_from(UsageRow))
         return int(count or 0)
 
     async def _ensure_bucket(self) -> None:
@@ -129,9 +128,12 @@ class MeteringWriter:
 
     async def _next_due(self) -> float:
         """Seconds until the oldest unclaimed record makes a batch due (idle: a while)."""
-        async with self.db.session() as session:
+        async with self.db.session() as session:  # the first by sequence, as _claim() ages it
             oldest = await session.scalar(
-                select(func.min(UsageRow.completed_at)).where(UsageRow.batch_key.is_(None))
+                select(UsageRow.completed_at)
+                .where(UsageRow.batch_key.is_(None))
+                .order_by(UsageRow.seq)
+                .limit(1)
             )
         if oldest is None:
             return IDLE_WAIT_S
@@ -146,22 +148,18 @@ class MeteringWriter:
             self._maybe_claimed = False
             return False
         self._maybe_claimed = True  # until it is marked shipped
+        first, last = key_range(key)
+        in_batch = (UsageRow.seq.between(first, last), UsageRow.batch_key == key)
         async with self.db.session() as session:  # columns, not ORM objects: 500 at a time
             rows = (
                 await session.execute(
-                    select(UsageRow.seq, UsageRow.record)
-                    .where(UsageRow.batch_key == key)
-                    .order_by(UsageRow.seq)
+                    select(UsageRow.seq, UsageRow.record).where(*in_batch).order_by(UsageRow.seq)
                 )
             ).all()
         records = [{**record, "sequence": seq} for seq, record in rows]
         await self.sink.put(key, encode_batch(records))
-        async with self.db.session() as session:
-            await session.execute(
-                update(UsageRow)
-                .where(UsageRow.batch_key == key, UsageRow.shipped_at.is_(None))
-                .values(shipped_at=self.clock.now())
-            )
+        async with self.db.session() as session:  # in the sink now: off the outbox
+            await session.execute(delete(UsageRow).where(*in_batch))
             await session.commit()
         self._maybe_claimed = False
         self.shipped_records += len(records)
@@ -172,7 +170,7 @@ class MeteringWriter:
         async with self.db.session() as session:
             key: str | None = await session.scalar(
                 select(UsageRow.batch_key)
-                .where(UsageRow.batch_key.is_not(None), UsageRow.shipped_at.is_(None))
+                .where(UsageRow.batch_key.is_not(None))
                 .order_by(UsageRow.seq)
                 .limit(1)
             )

@@ -131,8 +131,8 @@ async def test_rows_read_back_as_written(store: tuple[Database, Executor]) -> No
     ]
     # SQL NULL, not JSON null, where the readers ask "IS NULL".
     async with db.session() as session:
-        unshipped = await session.scalar(select(UsageRow.seq).where(UsageRow.shipped_at.is_(None)))
-    assert unshipped == 1
+        unclaimed = await session.scalar(select(UsageRow.seq).where(UsageRow.batch_key.is_(None)))
+    assert unclaimed == 1
 
 
 async def test_a_failing_batch_writes_nothing(store: tuple[Database, Executor]) -> None:

@@ -21,6 +21,7 @@ from server.metering.sinks import (
     S3Sink,
     decode_object,
     encode_batch,
+    key_range,
     object_key,
     sink_from_settings,
 )
@@ -237,6 +238,13 @@ def test_object_key_format() -> None:
     assert object_key(123456789012, 123456789013, local) == (
         "dt=2026-03-01/hour=23/usage-123456789012-123456789013.jsonl.gz"
     )
+
+
+@pytest.mark.parametrize(("first", "last"), [(1, 1), (1, 500), (999, 10**12 - 1), (10**12, 10**13)])
+def test_a_key_names_its_sequence_range(first: int, last: int) -> None:
+    """The writer finds a claimed batch's rows by the range in its key."""
+    at = datetime(2026, 3, 1, 9, tzinfo=UTC)
+    assert key_range(object_key(first, last, at)) == (first, last)
 
 
 class MemorySink:
