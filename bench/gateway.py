@@ -16,9 +16,14 @@ modes at concurrency 1 and 16, each for a fixed window after a short warm-up:
 ``gw-poll``     the same without ``Prefer``, then ``GET urls.get`` every 5 ms until the status
                 is terminal; latency is create -> terminal status seen.
 
-For each cell it prints completed predictions/s, p50/p99 latency, errors, 409s and the gateway
-process's CPU milliseconds per prediction; then the gateway/direct throughput ratio at each
-concurrency, the p50 the gateway adds at c=1, the instance's cold start (``instance_ready``'s
+The three modes run one after the other ``--rounds`` times at each concurrency (each cell
+``--window`` seconds), so every gateway cell has a Cog-direct cell measured seconds before it:
+this shared machine's speed drifts by tens of percent within minutes, and a ratio of two cells
+a minute apart measured the drift as much as the gateway. For each mode it prints completed
+predictions/s, p50/p99 latency, errors, 409s and the gateway process's CPU milliseconds per
+prediction over all its rounds; then, per concurrency, the gateway/direct throughput ratio and
+the p50 the gateway adds as the median over rounds (each round's gateway cell against that
+round's direct cell) with the range; the instance's cold start (``instance_ready``'s
 ``cold_start_s`` in the gateway's JSON log) and any warning/error lines in that log.
 
 Then cold starts, ``--cold-runs`` times each, alternating: a second gateway with a 1 s idle
@@ -93,6 +98,7 @@ class Cell:
     mode: str
     concurrency: int
     window_s: float
+    round: int = 0
     latencies: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
     refused: int = 0
@@ -109,6 +115,19 @@ class Cell:
     @property
     def rps(self) -> float:
         return len(self.latencies) / self.window_s
+
+    @classmethod
+    def pooled(cls, cells: list[Cell]) -> Cell:
+        """One mode's rounds as one cell: every latency, error and CPU second."""
+        first = cells[0]
+        pooled = cls(first.mode, first.concurrency, sum(c.window_s for c in cells))
+        for c in cells:
+            pooled.latencies += c.latencies
+            pooled.errors.update(c.errors)
+            pooled.refused += c.refused
+            pooled.completed_all += c.completed_all
+            pooled.gateway_cpu_s += c.gateway_cpu_s
+        return pooled
 
     def p(self, pct: float) -> float:
         return percentile_ms(self.latencies, pct)
@@ -362,6 +381,36 @@ def print_cold(direct: list[float], gateway: list[float]) -> None:
     )
 
 
+def ratio_lines(cells: list[Cell]) -> list[str]:
+    """Per concurrency and gateway mode: the median over rounds of the throughput ratio (and
+    at c=1 of the added p50), each round against its own direct cell, with the range."""
+    direct = {(c.concurrency, c.round): c for c in cells if c.mode == "direct"}
+    lines = []
+    for conc in sorted({c.concurrency for c in cells}):
+        for mode in ("gw-sync", "gw-poll"):
+            pairs = [
+                (c, direct[conc, c.round])
+                for c in cells
+                if c.mode == mode and c.concurrency == conc and (conc, c.round) in direct
+            ]
+            pairs = [(gw, d) for gw, d in pairs if d.rps > 0]
+            if not pairs:
+                continue
+            ratios = [gw.rps / d.rps for gw, d in pairs]
+            line = (
+                f"c={conc:<3} {mode}/direct throughput {statistics.median(ratios):.2f}x"
+                f" (rounds {min(ratios):.2f}-{max(ratios):.2f})"
+            )
+            if conc == 1:
+                added = [gw.p(50) - d.p(50) for gw, d in pairs]
+                line += (
+                    f", added p50 {statistics.median(added):+.2f} ms"
+                    f" (rounds {min(added):+.2f} to {max(added):+.2f})"
+                )
+            lines.append(line)
+    return lines
+
+
 def print_report(cells: list[Cell], cold_start_s: float | None, problems: Counter[str]) -> None:
     header = (
         f"{'mode':<9} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
@@ -370,24 +419,19 @@ def print_report(cells: list[Cell], cold_start_s: float | None, problems: Counte
     print()
     print(header)
     print("-" * len(header))
+    by_mode: dict[tuple[str, int], list[Cell]] = {}
     for c in cells:
+        by_mode.setdefault((c.mode, c.concurrency), []).append(c)
+    for rounds in by_mode.values():
+        c = Cell.pooled(rounds)
         errors = sum(c.errors.values())
         print(
             f"{c.mode:<9} {c.concurrency:>4} {c.rps:>8.0f} {fmt_ms(c.p(50)):>8} "
             f"{fmt_ms(c.p(99)):>8} {errors:>6} {c.refused:>6} {fmt_ms(c.gateway_cpu_ms):>14}"
         )
-    by_key = {(c.mode, c.concurrency): c for c in cells}
     print()
-    for conc in sorted({c.concurrency for c in cells}):
-        direct = by_key.get(("direct", conc))
-        for mode in ("gw-sync", "gw-poll"):
-            gw = by_key.get((mode, conc))
-            if direct is None or gw is None or direct.rps == 0:
-                continue
-            line = f"c={conc:<3} {mode}/direct throughput {gw.rps / direct.rps:.2f}x"
-            if conc == 1:
-                line += f", added p50 {gw.p(50) - direct.p(50):+.2f} ms"
-            print(line)
+    for line in ratio_lines(cells):
+        print(line)
     cold = "not found in the gateway log" if cold_start_s is None else f"{cold_start_s:.3f} s"
     print(f"\ncold start (spawn -> READY, instance_ready.cold_start_s): {cold}")
     for c in cells:
@@ -398,7 +442,7 @@ def print_report(cells: list[Cell], cold_start_s: float | None, problems: Counte
 
 
 async def bench(
-    gw: Gateway, port: int, concurrencies: list[int], warmup: float, window: float
+    gw: Gateway, port: int, concurrencies: list[int], warmup: float, window: float, rounds: int
 ) -> list[Cell]:
     modes: list[tuple[str, Op]] = [
         ("direct", direct_op(port)),
@@ -407,17 +451,22 @@ async def bench(
     ]
     cells = []
     for conc in concurrencies:
-        for name, op in modes:
-            cell = await run_cell(name, op, conc, warmup, window, gw.proc.pid)
-            print(f"  {name:<8} c={conc:<3} {cell.rps:8.0f} req/s", flush=True)
-            cells.append(cell)
+        for round_ in range(rounds):
+            for name, op in modes:
+                cell = await run_cell(name, op, conc, warmup, window, gw.proc.pid)
+                cell.round = round_
+                print(
+                    f"  {name:<8} c={conc:<3} round {round_ + 1}: {cell.rps:8.0f} req/s", flush=True
+                )
+                cells.append(cell)
     return cells
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--window", type=float, default=5.0, help="measured seconds per cell")
-    parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per cell")
+    parser.add_argument("--window", type=float, default=3.0, help="measured seconds per cell")
+    parser.add_argument("--warmup", type=float, default=0.5, help="warm-up seconds per cell")
+    parser.add_argument("--rounds", type=int, default=3, help="direct/gateway alternations")
     parser.add_argument("--concurrency", default="1,16", help="comma-separated task counts")
     parser.add_argument("--cold-runs", type=int, default=COLD_RUNS, help="cold starts measured")
     args = parser.parse_args(argv)
@@ -434,7 +483,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"Cog instance at 127.0.0.1:{port}",
                 flush=True,
             )
-            cells = asyncio.run(bench(gw, port, concurrencies, args.warmup, args.window))
+            cells = asyncio.run(
+                bench(gw, port, concurrencies, args.warmup, args.window, args.rounds)
+            )
             problems = log_problems(gw.log_path)
         print(f"cold starts: scale to zero, then one prediction; {args.cold_runs} runs ...")
         direct_cold, gateway_cold = cold_starts(Path(tmp), args.cold_runs)
