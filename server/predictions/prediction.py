@@ -39,6 +39,9 @@ class Prediction:
     done: asyncio.Event = field(default_factory=asyncio.Event, repr=False, compare=False)
     recorded: "asyncio.Future[None] | None" = field(default=None, repr=False, compare=False)
     """While its first write is on its way (a ``Prefer: wait`` create): done once committed."""
+    held: bool = field(default=False, repr=False, compare=False)
+    """A request is waiting for it (``Prefer: wait``): that request's log line tells how it
+    ended, so its terminal status gets no line of its own."""
 
     @classmethod
     def from_row(cls, row: PredictionRow, model: str, account: str = "") -> "Prediction":

@@ -189,6 +189,7 @@ class PredictionService:
             },
         )
         work = [row, *map(insert_of, self._staged(created))]
+        p.held = request.hold
         if request.hold and not p.webhook:
             # Nobody learns of it before wait() answers, and wait() answers only once the row
             # is written, so the row rides along with a later write (often the prediction's
@@ -264,10 +265,15 @@ class PredictionService:
     async def wait(self, p: Prediction, timeout: float) -> Prediction:
         """Wait up to ``timeout`` seconds for ``p`` to finish; return it either way, but only
         once its row is written (raises if that failed)."""
-        if not p.done.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):  # no task per wait, unlike wait_for (3.11)
-                    await p.done.wait()
+        try:
+            if not p.done.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):  # no task per wait, unlike wait_for
+                        await p.done.wait()
+        finally:  # from now on its terminal status logs a line of its own
+            p.held = False
+        if p.status.is_terminal():  # on the request's log line
+            structlog.contextvars.bind_contextvars(prediction_status=p.status.value)
         if p.recorded is not None:
             await asyncio.shield(p.recorded)
         return p
@@ -404,7 +410,8 @@ class PredictionService:
                 if new.is_terminal():  # nobody waits forever; the row is recovered at restart
                     p.done.set()
                 raise
-        report = log.debug if new is Status.PROCESSING else log.info
+        quiet = new is Status.PROCESSING or (new.is_terminal() and p.held)
+        report = log.debug if quiet else log.info
         report("prediction_status", prediction_id=p.id, status=new.value)
         if event is not None:
             self._publish(event)

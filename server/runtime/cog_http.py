@@ -74,7 +74,8 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._lose(f"the answer was not valid HTTP ({exc})")
             return
-        quickack(self.sock)
+        if not self.complete:  # more is coming: ACK at once (nothing is after the last bytes)
+            quickack(self.sock)
         self._wake()
 
     def connection_lost(self, exc: Exception | None) -> None:

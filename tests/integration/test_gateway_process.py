@@ -62,6 +62,18 @@ def test_sigkill_then_restart_loses_nothing(tmp_path: Path) -> None:
         lost = httpx.get(f"{gw.url}/v1/predictions/{running['id']}", headers=auth).json()
         assert lost["status"] == "failed"
         assert "gateway restarted" in lost["error"]
+        # A Prefer: wait create's one line tells how it ended; the async ones log their end.
+        url = f"{gw.url}/v1/models/acme/slow/predictions"
+        held = httpx.post(
+            url, json={"input": {"seconds": 0.01}}, headers={**auth, "Prefer": "wait"}
+        ).json()
+        assert held["status"] == "succeeded"
+        text = gw.log_path.read_text().splitlines()
+        lines = [json.loads(line) for line in text if line.startswith("{")]
+        ends = {e["prediction_id"]: e["status"] for e in lines if e["event"] == "prediction_status"}
+        assert ends == {queued["id"]: "succeeded", running["id"]: "failed"}
+        [request] = [e for e in lines if e.get("prediction_id") == held["id"]]
+        assert (request["event"], request["prediction_status"]) == ("http_request", "succeeded")
 
 
 def test_tokens_create_makes_an_isolated_account(tmp_path: Path) -> None:
