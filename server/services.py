@@ -87,7 +87,9 @@ def build_services(
     streams = StreamHub(keepalive=settings.stream_keepalive)
     predictions.listen(streams)
     scheduler = Scheduler(
-        with_upload_url(runtime or LocalRuntime(), files.upload_url),
+        with_upload_url(
+            runtime or LocalRuntime(cpu_policy=settings.runtime.cpu_policy), files.upload_url
+        ),
         predictions,
         settings.runtime,
         inventory,

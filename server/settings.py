@@ -61,6 +61,10 @@ class RuntimeSettings(BaseModel):
     """How often each READY instance's ``/health-check`` is polled."""
     health_failures: int = 3
     """Consecutive failed health checks after which an instance is replaced."""
+    cpu_policy: Literal["batch", "normal"] = "batch"
+    """Linux scheduling policy of local instances: ``batch`` (``SCHED_BATCH``) keeps their
+    fair share of CPU but a woken instance thread does not preempt the gateway mid-request;
+    ``normal`` is the default policy."""
 
 
 DEFAULT_PRICES_PER_SECOND = {  # USD per second of predict time, in the spirit of public prices

@@ -7,6 +7,10 @@ running until the current predict() returns — a 30 s prediction leaves a 30 s 
 launcher asks the kernel for SIGTERM when the gateway dies and answers it by killing its whole
 process group (itself, the Cog server and the worker) at once. Normal stops do not involve it:
 when the Cog server exits, the launcher exits with the same status. Standard library only.
+
+With ``COGWAY_CPU_POLICY=batch`` it first switches itself to the ``SCHED_BATCH`` policy, which
+the Cog server, its worker and all their threads inherit (README, "Why instances run as
+SCHED_BATCH").
 """
 
 import ctypes
@@ -30,6 +34,8 @@ def main(argv: list[str]) -> int:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if parent and os.getppid() != parent:  # the gateway died before we asked
         _kill_group(signal.SIGTERM, None)
+    if os.environ.get("COGWAY_CPU_POLICY") == "batch" and hasattr(os, "SCHED_BATCH"):
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     child = subprocess.Popen(argv[1:])
     while True:
         try:

@@ -112,8 +112,10 @@ class LocalInstance:
 class LocalRuntime:
     """Starts and stops Cog servers as child processes of the gateway."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, cpu_policy: str = "batch") -> None:
         self._instances: dict[str, LocalInstance] = {}
+        self.cpu_policy = cpu_policy
+        """``batch`` or ``normal`` (``RuntimeSettings.cpu_policy``), applied by the launcher."""
 
     async def start(self, spec: InstanceSpec) -> InstanceHandle:
         last: Exception | None = None
@@ -144,6 +146,7 @@ class LocalRuntime:
         }
         env.pop("PYTHONPATH", None)
         env["COGWAY_GATEWAY_PID"] = str(os.getpid())
+        env["COGWAY_CPU_POLICY"] = self.cpu_policy
         python = str(spec.env_dir / "bin" / "python")
         argv = [python, str(LAUNCHER), python, "-m", "cog.server.http"]
         argv += ["--host", "127.0.0.1"]

@@ -64,7 +64,7 @@ class Gateway:
 @asynccontextmanager
 async def gateway(tmp_path: Path, models: list[str], **runtime: Any) -> AsyncIterator[Gateway]:
     settings = make_settings(tmp_path, runtime={"drain_timeout": 5.0, "stop_grace": 2.0} | runtime)
-    local = LocalRuntime()
+    local = LocalRuntime(cpu_policy=settings.runtime.cpu_policy)
     services = build_services(settings, runtime=local)
     startup = Startup(models=[(f"test/{m}", FIXTURES / m) for m in models], warm=False)
     app = create_app(services, startup)
@@ -98,6 +98,27 @@ def group_pids(pgid: int) -> list[int]:
 
 def when(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"), [("batch", os.SCHED_BATCH), ("normal", os.SCHED_OTHER)]
+)
+async def test_instances_run_with_the_configured_cpu_policy(
+    tmp_path: Path, policy: str, expected: int
+) -> None:
+    """Every thread of the launcher, the Cog server and its worker (README, "Why instances
+    run as SCHED_BATCH")."""
+    async with gateway(tmp_path, ["sleepy"], cpu_policy=policy) as gw:
+        await gw.run("sleepy", seconds=0)
+        [leader] = gw.server_pids()
+        pids = group_pids(leader)
+        assert len(pids) >= 3  # launcher, Cog server, worker
+        policies = {
+            os.sched_getscheduler(int(tid.name))
+            for pid in pids
+            for tid in (Path("/proc") / str(pid) / "task").iterdir()
+        }
+        assert policies == {expected}
 
 
 async def test_four_slots_run_four_at_once_and_the_fifth_waits(tmp_path: Path) -> None:
