@@ -3,9 +3,12 @@
 Each prediction gets a channel: an append-only list of numbered events (``output``, ``logs``,
 ``error``, ``done`` — nothing else, the official clients reject other types). A subscriber gets
 every event from the start (or after ``Last-Event-ID``) and then waits for more, so a late
-subscriber sees a replay. A finished channel lingers a while for late readers; after that (or
-after a restart) the channel is rebuilt from the prediction as stored: its outputs, its logs,
-then how it ended. A reader that goes away changes nothing about the prediction.
+subscriber sees a replay. A finished channel that was read lingers a while for readers coming
+back (``Last-Event-ID``); one nobody read is dropped when the prediction ends (at a thousand
+predictions a second, a minute of them was ~60,000 channels and timers held for nothing).
+After that (or after a restart) the channel is rebuilt from the prediction as stored: its
+outputs, its logs, then how it ended. A reader that goes away changes nothing about the
+prediction.
 """
 
 import asyncio
@@ -40,6 +43,8 @@ def _text(value: Any) -> str:
 class Channel:
     events: list[StreamEvent] = field(default_factory=list)
     closed: bool = False
+    read: bool = False
+    """Someone subscribed: when it finishes, it lingers for readers coming back."""
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def append(self, event: str, data: str) -> None:
@@ -101,7 +106,10 @@ class StreamHub:
             channel.append("logs", str(event.data))
         elif event.kind == "completed":
             channel.finish(p)
-            asyncio.get_running_loop().call_later(self.linger, self._drop, p.id, channel)
+            if channel.read:
+                asyncio.get_running_loop().call_later(self.linger, self._drop, p.id, channel)
+            else:  # a reader from now on gets it rebuilt from the stored prediction
+                self._drop(p.id, channel)
 
     def _drop(self, prediction_id: str, channel: Channel) -> None:
         if self.channels.get(prediction_id) is channel:
@@ -119,6 +127,7 @@ class StreamHub:
         """The encoded events after ``after``, then new ones as they come, until ``done``;
         a keepalive comment whenever ``keepalive`` seconds pass without one."""
         channel = self.channel_for(p)
+        channel.read = True
         sent = max(0, after)
         while True:
             if sent < len(channel.events):

@@ -85,3 +85,22 @@ async def test_a_finished_prediction_is_rebuilt_from_what_it_stored() -> None:
     assert events.endswith(b"event: done\ndata: {}\n\n")
     plain = prediction(id="p2", iterator=False, status=Status.SUCCEEDED, output={"x": 1})
     assert b'event: output\ndata: {"x":1}' in b"".join(await collect(hub, plain))
+
+
+async def test_a_channel_nobody_read_is_dropped_when_the_prediction_ends() -> None:
+    """Only read channels linger; the others are rebuilt on demand from the prediction."""
+    hub = StreamHub(keepalive=5)
+    unread, read = prediction(), prediction(id="p2")
+    for p in (unread, read):
+        hub.publish(PredictionEvent("created", p))
+    reader = asyncio.create_task(collect(hub, read))
+    await asyncio.sleep(0.01)
+    for p in (unread, read):
+        p.output.append("x")
+        hub.publish(PredictionEvent("output", p, data="x"))
+        p.status = Status.SUCCEEDED
+        hub.publish(PredictionEvent("completed", p))
+    live = await asyncio.wait_for(reader, 1)
+    assert list(hub.channels) == ["p2"]
+    assert await collect(hub, read) == live
+    assert await collect(hub, unread) == live, "rebuilt: the same events"
