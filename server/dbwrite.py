@@ -90,10 +90,18 @@ def row_of(op: Op) -> tuple[str, Any] | None:
     """(table, primary key) of the row ``op`` writes; None for an insert the database keys."""
     if isinstance(op, Update):
         return op.table.name, op.key
-    (pk, *more) = op.table.primary_key.columns
-    if more or pk.key not in op.values:
+    pk = _single_key(op.table)
+    if pk is None or pk not in op.values:
         return None
-    return op.table.name, op.values[pk.key]
+    return op.table.name, op.values[pk]
+
+
+@functools.cache
+def _single_key(table: Table) -> str | None:
+    """The key of ``table``'s one primary-key column (None for a composite key); once per
+    table, as ``coalesce`` asks for every op of every batch."""
+    (pk, *more) = table.primary_key.columns
+    return None if more else pk.key
 
 
 def insert_of(obj: object) -> Insert:

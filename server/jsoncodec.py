@@ -28,13 +28,8 @@ _LONG_DIGITS_STR = re.compile(r"[0-9]{19}")
 
 def loads(data: str | bytes) -> Any:
     """``json.loads``, faster."""
-    if isinstance(data, str):
-        if _LONG_DIGITS_STR.search(data) is None:
-            try:
-                return orjson.loads(data)
-            except orjson.JSONDecodeError:
-                pass
-    elif _LONG_DIGITS.search(data) is None:
+    long = _LONG_DIGITS_STR.search(data) if isinstance(data, str) else _LONG_DIGITS.search(data)
+    if long is None:
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:

@@ -53,15 +53,16 @@ class GroupCommit:
     def write_soon(self, work: Work) -> asyncio.Future[None]:
         """``write_later`` with a future that is done once ``work`` has committed."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._enqueue((work, future))
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(LATER_S, self._wake.set)
+        self._enqueue_later((work, future))
         return future
 
     def write_later(self, work: Work) -> None:
         """Queue ``work`` without waiting; it commits with the next write (in order, before
         it), or alone after ``LATER_S``."""
-        self._enqueue((work, None))
+        self._enqueue_later((work, None))
+
+    def _enqueue_later(self, item: Item) -> None:
+        self._enqueue(item)
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(LATER_S, self._wake.set)
 
@@ -97,7 +98,7 @@ class GroupCommit:
             lost: set[tuple[str, object]] = set()
             for item in batch:
                 work, _ = item
-                if any(isinstance(op, Update) and (op.table.name, op.key) in lost for op in work):
+                if any(isinstance(op, Update) and row_of(op) in lost for op in work):
                     self._failed(item, RuntimeError("the row it updates was not written"))
                     continue
                 try:
