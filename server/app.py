@@ -14,9 +14,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from server import errors
 from server.accounts import api as accounts_api
@@ -73,6 +75,25 @@ async def _serve_directory(
     if version.status != "ready":
         raise RuntimeError(f"Building {full_name} from {directory} failed:\n{version.build_error}")
     return version
+
+
+class GatewayApp(FastAPI):
+    """FastAPI with the request log and the prediction hot path in front of it.
+
+    An HTTP request goes ``RequestLogMiddleware`` -> ``HotPath`` (create and get of
+    predictions, answered there) -> FastAPI's own stack (error and telemetry middleware,
+    router, dependencies) for everything else; lifespan events go straight to FastAPI.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._front = RequestLogMiddleware(HotPath(super().__call__, owner=self))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._front(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
 
 
 def create_app(services: Services, startup: Startup | None = None) -> FastAPI:
@@ -132,7 +153,7 @@ def create_app(services: Services, startup: Startup | None = None) -> FastAPI:
             await services.db.dispose()
             log.info("gateway_stopped")
 
-    app = FastAPI(
+    app = GatewayApp(
         title="Cogway",
         lifespan=lifespan,
         redirect_slashes=False,
@@ -140,11 +161,11 @@ def create_app(services: Services, startup: Startup | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url="/openapi.json",
         default_response_class=JSONResponse,
+        # Off: unconfigured, FastAPI still asks OpenTelemetry for three providers per request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = services
     errors.install_error_handlers(app)
-    app.add_middleware(HotPath)  # inside the request log, before FastAPI's routing
-    app.add_middleware(RequestLogMiddleware)
     app.include_router(predictions_api.router)
     app.include_router(models_api.router)
     app.include_router(deployments_api.router)

@@ -183,6 +183,13 @@ def api_error_response(path: str, exc: APIError) -> JSONResponse:
     return problem(exc)
 
 
+def unexpected_error_response(method: str, path: str) -> JSONResponse:
+    """A bug: logged with its traceback (call it in the ``except`` block), a bare 500 problem
+    for the client."""
+    log.exception("unhandled_exception", path=path, method=method)
+    return problem(APIError())
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the only exception handlers: every error leaves as problem+json."""
 
@@ -207,8 +214,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem(error)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled_exception", path=request.url.path, method=request.method)
-        return problem(APIError())
+        return unexpected_error_response(request.method, request.url.path)
 
     app.add_exception_handler(APIError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation)

@@ -36,8 +36,10 @@ class InputValidator:
         self.input_schema: dict[str, Any] = schemas.get("Input", {"type": "object"})
         self.properties: dict[str, Any] = self.input_schema.get("properties", {})
         self.required = set(self.input_schema.get("required", []))
-        root = {"$ref": "#/components/schemas/Input", "components": {"schemas": schemas}}
-        self._validator = Draft7Validator(root)
+        # The Input schema itself as the root (its enums' ``#/components/schemas/...`` refs
+        # still resolve against it): a ``$ref`` root costs a registry lookup per call, about
+        # two thirds of a trivial input's 25 us.
+        self._validator = Draft7Validator({**self.input_schema, "components": {"schemas": schemas}})
         self._uri_fields = {
             name
             for name, prop in self.properties.items()

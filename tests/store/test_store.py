@@ -5,6 +5,8 @@ from datetime import UTC
 import pytest
 from sqlalchemy import select
 
+from server import errors
+from server.accounts import service as accounts_service
 from server.accounts.tables import TokenRow
 from server.predictions.status import Status
 from server.predictions.tables import PredictionRow
@@ -26,6 +28,27 @@ async def test_tokens_are_stored_hashed(db_settings: Settings) -> None:
         assert token not in stored
         assert all(len(h) == 64 for h in stored)
         assert len(stored) == 2  # the admin's and bob's
+
+
+async def test_the_auth_cache_forgets_expired_tokens(
+    db_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cached lookups are keyed by token; once the cache is full, expired tokens leave it."""
+    monkeypatch.setattr(accounts_service, "AUTH_CACHE_SIZE", 2)
+    async for api in open_api(db_settings, FakeRuntime()):
+        accounts = api.services.accounts
+        first = await accounts.create_token("bob", name="one")
+        second = await accounts.create_token("bob", name="two")
+        assert (await accounts.authenticate(first)).username == "bob"
+        assert (await accounts.authenticate(ADMIN_TOKEN)).is_admin
+        assert set(accounts._cache) == {first, ADMIN_TOKEN}
+        expired = accounts_service.AUTH_CACHE_TTL_S + 1  # both lookups are that old now
+        accounts._cache = {t: (at - expired, a) for t, (at, a) in accounts._cache.items()}
+        assert (await accounts.authenticate(second)).username == "bob"
+        assert set(accounts._cache) == {second}
+        with pytest.raises(errors.Unauthenticated):
+            await accounts.authenticate(second + "x")
+        assert set(accounts._cache) == {second}
 
 
 async def test_prediction_lifecycle_is_written_through(db_settings: Settings) -> None:

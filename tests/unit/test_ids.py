@@ -1,9 +1,12 @@
 """Prediction ids: Replicate's shape, unique, and in the order they were made."""
 
+import base64
 import re
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from server import ids
 
@@ -29,3 +32,10 @@ def test_file_ids_are_all_random() -> None:
     a, b = ids.file_id(), ids.file_id()
     assert SHAPE.fullmatch(a)
     assert a[:8] != b[:8]  # no shared time prefix to guess from
+
+
+@given(st.integers(min_value=0, max_value=2**128 - 1))
+def test_sorted_base32_is_base32_with_the_digits_first(value: int) -> None:
+    rfc4648 = base64.b32encode(value.to_bytes(16, "big")).decode().rstrip("=")
+    table = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", ids.SORTED_BASE32)
+    assert ids.sorted_base32(value) == rfc4648.translate(table)
