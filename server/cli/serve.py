@@ -9,6 +9,7 @@ from pathlib import Path
 import uvicorn
 
 from server.app import ReadyInfo, Startup, create_app
+from server.httpserver import GatewayHttpProtocol
 from server.logging import configure_logging
 from server.services import build_services
 from server.settings import Settings
@@ -88,6 +89,7 @@ def serve(args: argparse.Namespace) -> None:
         log_level="warning",
         access_log=False,
         proxy_headers=True,
+        http=GatewayHttpProtocol,
         timeout_keep_alive=75,
         timeout_graceful_shutdown=int(settings.runtime.drain_timeout),
     )
