@@ -143,6 +143,10 @@ class LocalRuntime:
             "COG_MAX_CONCURRENCY": str(spec.concurrency),
             "COG_SETUP_TIMEOUT": str(int(spec.setup_timeout)),
             "COG_LOG_LEVEL": "info",
+            # Not coglet's two lines per prediction (start, completed; a predictor's prints are
+            # in the prediction's logs anyway): formatting them cost Cog and reading them cost
+            # the gateway CPU on every prediction. Setup output and warnings still come.
+            "RUST_LOG": "info,coglet::prediction=warn",
         }
         env.pop("PYTHONPATH", None)
         env["COGWAY_GATEWAY_PID"] = str(os.getpid())

@@ -121,6 +121,20 @@ async def test_instances_run_with_the_configured_cpu_policy(
         assert policies == {expected}
 
 
+async def test_instances_log_no_lines_per_prediction(tmp_path: Path) -> None:
+    """coglet's per-prediction lines are off (the gateway would read two per prediction); the
+    predictor's prints stay in the prediction's logs and start-up lines still arrive."""
+    async with gateway(tmp_path, ["echo"]) as gw:
+        results = [await gw.run("echo", text=f"n{i}") for i in range(3)]
+        assert [r["logs"] for r in results] == [f"echoing n{i}\n" for i in range(3)]
+        await asyncio.sleep(0.5)  # stderr is read asynchronously: let late lines arrive
+        [instance] = gw.runtime._instances.values()
+        tail = instance.log_tail()
+        assert any("Starting coglet server" in line for line in tail), tail
+        per_prediction = [ln for ln in tail if "prediction" in ln.lower() or "echoing" in ln]
+        assert per_prediction == []
+
+
 async def test_four_slots_run_four_at_once_and_the_fifth_waits(tmp_path: Path) -> None:
     async with gateway(tmp_path, ["sleepy"]) as gw:
         await gw.run("sleepy", seconds=0)  # boot first, so the timing below is the slots'
