@@ -21,4 +21,4 @@ def isoformat(dt: datetime | None) -> str | None:
         return None
     if dt.tzinfo is not UTC:
         dt = dt.astimezone(UTC)
-    return dt.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    return dt.isoformat(timespec="microseconds")[:-6] + "Z"  # "+00:00" -> "Z", no copy of dt

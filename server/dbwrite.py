@@ -28,12 +28,13 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Column, Table, bindparam, insert, inspect, update
+from sqlalchemy import JSON, Column, Table, bindparam, insert, inspect, update
 from sqlalchemy.engine import Dialect
 
-from server.db import Database, sqlite_pragmas
+from server.db import Database, UTCDateTime, sqlite_pragmas
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,9 +184,36 @@ class _Compiled:
 
     def params(self, values: dict[str, Any]) -> tuple[Any, ...]:
         return tuple(
-            values[c] if proc is None else proc(values[c])
-            for c, proc in zip(self.columns, self.processors, strict=True)
+            [
+                values[c] if proc is None else proc(values[c])
+                for c, proc in zip(self.columns, self.processors, strict=True)
+            ]
         )
+
+
+def _sqlite_datetime(value: datetime | None) -> str | None:
+    """``UTCDateTime``'s bind value on SQLite, as SQLAlchemy would store it (naive UTC,
+    ``YYYY-MM-DD HH:MM:SS.ffffff``) in one ``isoformat`` instead of two conversions and a
+    ``%`` format with a dict (7 datetimes per prediction: about 4 % of its CPU)."""
+    if value is None:
+        return None
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]
+
+
+def _fast_json(
+    serialize: Callable[[Any], str], general: Callable[[Any], Any]
+) -> Callable[[Any], Any]:
+    """A JSON column's bind processor: objects and arrays go straight to the serializer;
+    everything else (None, ``JSON.NULL``, ``null()``) the way SQLAlchemy's processor takes it."""
+
+    def process(value: Any) -> Any:
+        if type(value) is dict or type(value) is list:
+            return serialize(value)
+        return general(value)
+
+    return process
 
 
 class SqliteExecutor:
@@ -296,7 +324,13 @@ class SqliteExecutor:
 
     def _processor(self, table: Table, column: str) -> Processor:
         col_type = table.columns[column].type
-        return col_type.dialect_impl(self.dialect).bind_processor(self.dialect)
+        if isinstance(col_type, UTCDateTime):
+            return _sqlite_datetime
+        general = col_type.dialect_impl(self.dialect).bind_processor(self.dialect)
+        serialize = getattr(self.dialect, "_json_serializer", None)
+        if isinstance(col_type, JSON) and general is not None and serialize is not None:
+            return _fast_json(serialize, general)
+        return general
 
     def _insert(self, table: Table, columns: tuple[str, ...]) -> _Compiled:
         key = ("insert", table.name, columns)
