@@ -1,10 +1,14 @@
 """structlog set-up: events with keys, JSON when stderr is not a terminal, one line per request."""
 
+import asyncio
+import contextvars
 import logging
 import random
 import re
 import sys
 import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,6 +23,16 @@ SECRET_SEGMENT = re.compile(r"(/download/|/v1/uploads/|/v1/streams/[^/]+/)[^/]+"
 
 def redact(path: str) -> str:
     return SECRET_SEGMENT.sub(r"\1***", path)
+
+
+T = TypeVar("T")
+
+
+def detached_task(coro: Coroutine[Any, Any, T], *, name: str) -> asyncio.Task[T]:
+    """A task that outlives whatever started it (a pool's loops, a writer, an instance's log
+    reader): it runs in an empty context, so its log lines do not carry the ``request_id`` (or
+    ``prediction_id``) of the request that happened to create it."""
+    return asyncio.create_task(coro, name=name, context=contextvars.Context())
 
 
 def configure_logging(*, json: bool | None = None, level: str = "info") -> None:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from server.runtime import cogyaml
 from server.runtime.base import InstanceHandle, InstanceSpec
 from server.runtime.builder import BuildLog, BuildResult
@@ -170,12 +172,14 @@ class FakeRuntime:
         self.setup_error = setup_error
         self.setup_seconds = setup_seconds
         self.started: list[InstanceSpec] = []
+        self.start_contexts: list[dict[str, Any]] = []  # structlog's context vars at each start
         self.stopped: list[str] = []
         self.api: dict[str, FakeInstanceAPI] = {}
         self._ids = itertools.count(1)
 
     async def start(self, spec: InstanceSpec) -> InstanceHandle:
         self.started.append(spec)
+        self.start_contexts.append(structlog.contextvars.get_contextvars())
         handle = FakeHandle(f"fake-{next(self._ids)}", "http://fake")
         until = asyncio.get_running_loop().time() + self.setup_seconds
         self.api[handle.id] = FakeInstanceAPI(setup_error=self.setup_error, setup_until=until)

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import structlog
 
 from server.dbwrite import Executor, Op, Update, coalesce, row_of
+from server.logging import detached_task
 
 log = structlog.get_logger("server.predictions.writer")
 
@@ -70,7 +71,7 @@ class GroupCommit:
         if self._task is None or self._task.done():
             if self._stopping:
                 raise RuntimeError("the prediction writer has stopped")
-            self._task = asyncio.create_task(self._run(), name="prediction-writer")
+            self._task = detached_task(self._run(), name="prediction-writer")
         self._items.append(item)
 
     async def _run(self) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from server.logging import detached_task
 from server.runtime.base import InstanceHandle, InstanceSpec
 
 log = structlog.get_logger("server.runtime.local")
@@ -69,7 +70,7 @@ class LocalInstance:
         return [_message(line) for line in self._tail]
 
     def start_reading(self) -> None:
-        self._reader = asyncio.create_task(self._read_stderr(), name=f"stderr-{self._id}")
+        self._reader = detached_task(self._read_stderr(), name=f"stderr-{self._id}")
 
     async def _read_stderr(self) -> None:
         assert self.proc.stderr is not None

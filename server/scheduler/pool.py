@@ -25,6 +25,7 @@ import aiohttp
 import structlog
 
 from server.hardware import Allocation, Inventory
+from server.logging import detached_task
 from server.models.service import VersionInfo
 from server.runtime.base import InstanceHandle, InstanceSpec, Runtime
 from server.runtime.cog_client import CogResult, InstanceAPI, InstanceBusy, InstanceUnavailable
@@ -127,8 +128,8 @@ class Pool:
     def start(self) -> None:
         key = self.placement.key[:24]
         self._loops = [
-            asyncio.create_task(self._plan_loop(), name=f"pool-{key}"),
-            asyncio.create_task(self._supervise(), name=f"health-{key}"),
+            detached_task(self._plan_loop(), name=f"pool-{key}"),
+            detached_task(self._supervise(), name=f"health-{key}"),
         ]
 
     def update(self, placement: Placement) -> None:
@@ -146,7 +147,7 @@ class Pool:
         return self._loop.time()
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
+        task = detached_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

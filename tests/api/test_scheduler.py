@@ -128,6 +128,19 @@ async def test_scales_up_to_max_and_back_to_zero(tmp_path: Path) -> None:
         assert body["metrics"]["cold_start_time"] >= 0
 
 
+async def test_pool_work_does_not_run_in_the_context_of_the_request_that_created_it(
+    tmp_path: Path,
+) -> None:
+    """A pool is created by the first prediction of its version, inside that request: its loops
+    and instances outlive the request, so their log lines must not carry its request_id."""
+    async for api in gateway(tmp_path, idle_timeout=0.1):
+        first = await create(api, wait=True, text="a")
+        await eventually(counted(api.runtime.stopped, 1))
+        await create(api, wait=True, text="b")  # a second boot, by the same pool
+        assert first["status"] == "succeeded"
+        assert api.runtime.start_contexts == [{}, {}]
+
+
 async def test_gpus_are_assigned_one_per_instance(tmp_path: Path) -> None:
     runtime = FakeRuntime()
     gpus = [GpuDevice(index=0, sku="gpu-t4"), GpuDevice(index=1, sku="gpu-t4")]

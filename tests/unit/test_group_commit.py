@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import Column, Integer, MetaData, String, Table
@@ -88,8 +89,10 @@ class RecordingExecutor:
     def __init__(self) -> None:
         self.batches: list[list[Op]] = []
         self.fail_on: int | None = None  # a value of "a" that makes a batch fail
+        self.contexts: list[dict[str, Any]] = []  # structlog's context vars of each batch
 
     async def run(self, ops: Sequence[Op]) -> None:
+        self.contexts.append(structlog.contextvars.get_contextvars())
         if any(op.values.get("a") == self.fail_on for op in ops):
             raise RuntimeError("constraint failed")
         self.batches.append(list(ops))
@@ -105,6 +108,18 @@ async def test_a_later_write_rides_along_with_the_next_one() -> None:
     writes.write_later([Update(ROWS, "k1", {"a": 1})])
     await writes.write([Update(ROWS, "k1", {"b": 2}), Insert(LOG, {"a": 3})])
     assert executor.batches == [[Update(ROWS, "k1", {"a": 1, "b": 2}), Insert(LOG, {"a": 3})]]
+    await writes.stop()
+
+
+@pytest.mark.anyio
+async def test_the_writer_does_not_run_in_the_context_of_the_request_that_started_it() -> None:
+    executor = RecordingExecutor()
+    writes = GroupCommit(executor)
+    with structlog.contextvars.bound_contextvars(request_id="r1"):  # the first write starts it
+        await writes.write([Insert(LOG, {"a": 1})])
+    with structlog.contextvars.bound_contextvars(request_id="r2"):
+        await writes.write([Insert(LOG, {"a": 2})])
+    assert executor.contexts == [{}, {}]  # its log lines carry neither request's id
     await writes.stop()
 
 
