@@ -5,6 +5,8 @@ Versions come from ``server.models.builds`` (push and build); here they are read
 failed, or is still running, is never reachable.
 """
 
+import asyncio
+import functools
 import re
 import time
 from collections.abc import Callable
@@ -100,6 +102,10 @@ def may_write(account: Account, owner: str) -> bool:
     return account.is_admin or account.username == owner
 
 
+LatestEntry = tuple[float, ModelRow, VersionInfo | None]
+"""A model's cached latest version: (expires, monotonic seconds; its row; the version)."""
+
+
 class ModelService:
     def __init__(self, db: Database, clock: Clock, *, hardware: Callable[[], list[str]]) -> None:
         self.db = db
@@ -109,7 +115,10 @@ class ModelService:
         # owner/name -> (expires, model row, latest runnable version): the hot path of
         # model-scoped predictions. Local changes clear it; the TTL bounds what other gateway
         # replicas sharing the database may change meanwhile.
-        self._latest: dict[tuple[str, str], tuple[float, ModelRow, VersionInfo | None]] = {}
+        self._latest: dict[tuple[str, str], LatestEntry] = {}
+        # One load per model at a time: requests that find its entry expired together wait for
+        # the same queries (at 16 clients each expiry used to run 16 pairs of them).
+        self._latest_loading: dict[tuple[str, str], asyncio.Task[LatestEntry]] = {}
 
     # -- models ------------------------------------------------------------------------------
 
@@ -165,7 +174,7 @@ class ModelService:
                 await session.commit()
             except IntegrityError:
                 raise errors.Conflict(f"Model {owner}/{name} already exists.") from None
-        self._latest.pop((owner, name), None)
+        self._forget_latest((owner, name))
         log.info("model_created", model=f"{owner}/{name}")
         return row
 
@@ -214,7 +223,7 @@ class ModelService:
     def forget(self, version_id: str) -> None:
         """Drop a cached version (its row changed: build finished, deleted)."""
         self._versions.pop(version_id, None)
-        self._latest.clear()
+        self._forget_latest()
 
     async def mark_setup_failed(self, version_id: str, message: str) -> None:
         """An instance's setup() failed: the version is broken until pushed again."""
@@ -334,20 +343,47 @@ class ModelService:
         return info
 
     async def _latest_for(self, account: Account, owner: str, name: str) -> VersionInfo | None:
-        now = time.monotonic()
         hit = self._latest.get((owner, name))
-        if hit is None or hit[0] < now:
-            model = await self.find_model(owner, name)
-            if model is None:
-                raise errors.InvalidVersion()
-            hit = (now + LATEST_TTL_S, model, await self.latest_version(model))
-            self._latest[(owner, name)] = hit
+        if hit is None or hit[0] < time.monotonic():
+            hit = await self._load_latest(owner, name)
         _, model, info = hit
         if not (model.visibility == "public" or model.account_id == account.id):
             raise errors.InvalidVersion()
         if info is None:
             raise errors.InvalidVersion(await self._no_runnable_version(model))
         return info
+
+    async def _load_latest(self, owner: str, name: str) -> LatestEntry:
+        key = (owner, name)
+        loading = self._latest_loading.get(key)
+        if loading is None:
+            loading = asyncio.create_task(self._query_latest(owner, name), name=f"latest-{owner}")
+            self._latest_loading[key] = loading
+            loading.add_done_callback(functools.partial(self._latest_loaded, key))
+        return await asyncio.shield(loading)  # a caller that goes away leaves it to the others
+
+    async def _query_latest(self, owner: str, name: str) -> LatestEntry:
+        expires = time.monotonic() + LATEST_TTL_S
+        model = await self.find_model(owner, name)
+        if model is None:
+            raise errors.InvalidVersion()
+        return (expires, model, await self.latest_version(model))
+
+    def _latest_loaded(self, key: tuple[str, str], loading: asyncio.Task[LatestEntry]) -> None:
+        failed = loading.cancelled() or loading.exception() is not None  # retrieved, always
+        if self._latest_loading.get(key) is not loading:
+            return  # forgotten while it loaded: what it read may be stale
+        del self._latest_loading[key]
+        if not failed:
+            self._latest[key] = loading.result()
+
+    def _forget_latest(self, key: tuple[str, str] | None = None) -> None:
+        if key is None:
+            self._latest.clear()
+            self._latest_loading.clear()
+        else:
+            self._latest.pop(key, None)
+            self._latest_loading.pop(key, None)
 
     async def _no_runnable_version(self, model: ModelRow) -> str:
         """Why ``owner/name`` has nothing to run: its newest failure, if it has one."""

@@ -1,8 +1,11 @@
 """Models, versions, hardware and account endpoints."""
 
+import asyncio
+from typing import Any
+
 import pytest
 
-from tests.conftest import Api
+from tests.conftest import ADMIN_TOKEN, Api
 
 pytestmark = pytest.mark.anyio
 
@@ -66,3 +69,37 @@ async def test_webhook_secret_is_stable_per_account(api: Api) -> None:
         "/v1/webhooks/default/secret", headers={"Authorization": f"Bearer {bob}"}
     )
     assert other.json()["key"] != first["key"]
+
+
+async def test_requests_that_find_the_latest_version_expired_share_one_load(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 16 clients each expiry of a model's cached latest version used to send 16 requests
+    to the database at once; now one loads it and the others wait for that load."""
+    models = api.services.models
+    account = await api.services.accounts.authenticate(ADMIN_TOKEN)
+    loads = 0
+    find_model = models.find_model
+
+    async def counting_find_model(owner: str, name: str) -> Any:
+        nonlocal loads
+        loads += 1
+        await asyncio.sleep(0.01)  # a query in flight while the others arrive
+        return await find_model(owner, name)
+
+    monkeypatch.setattr(models, "find_model", counting_find_model)
+    models._forget_latest()  # as when the TTL has passed
+    found = await asyncio.gather(*(models.resolve(account, "acme/echo") for _ in range(16)))
+    assert {info.id for info in found} == {api.version_id}
+    assert loads == 1
+    await models.resolve(account, "acme/echo")  # cached now
+    assert loads == 1
+    # A change while a load is in flight: that load's answer is not kept (it may be stale).
+    models._forget_latest()
+    pending = asyncio.ensure_future(models.resolve(account, "acme/echo"))
+    await asyncio.sleep(0)
+    models.forget(api.version_id)
+    assert (await pending).id == api.version_id
+    assert models._latest == {}
+    await models.resolve(account, "acme/echo")
+    assert loads == 3
