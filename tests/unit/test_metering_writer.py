@@ -182,3 +182,39 @@ def test_backoff_is_capped_exponential() -> None:
     assert 0.4 <= backoff(1) <= 0.6
     assert 3.2 <= backoff(4) <= 4.8
     assert backoff(30) <= 36.0
+
+
+def test_records_written_while_it_looks_do_not_keep_the_writer_looking() -> None:
+    """The writer looks for the oldest record to know when its batch is due; records written
+    during that query must not send it straight back to look again (at hundreds of records a
+    second one always was, and the writer spun: two queries per turn)."""
+
+    async def run() -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            db = Database(f"sqlite+aiosqlite:///{Path(tmp) / 'm.db'}")
+            await db.create()
+            clock = FakeClock()
+            settings = MeteringSettings(batch_records=1000, batch_age=30.0)
+            writer = MeteringWriter(db, FlakySink(), settings, clock)
+            await record(db, clock, 0, settings)
+            looks = 0
+            next_due = writer._next_due
+
+            async def next_due_with_a_record_written_meanwhile() -> float:
+                nonlocal looks
+                looks += 1
+                delay = await next_due()
+                writer.notify()  # as a prediction completing during the query does
+                return delay
+
+            writer._next_due = next_due_with_a_record_written_meanwhile  # type: ignore[method-assign]
+            writer.start()
+            await asyncio.sleep(0.3)
+            assert looks == 1  # then it sleeps until the oldest record's batch is due
+            stopping = asyncio.get_running_loop().time()
+            await writer.stop()  # a stop still wakes it at once, and the record is shipped
+            assert asyncio.get_running_loop().time() - stopping < 5
+            assert writer.shipped_records == 1
+            await db.dispose()
+
+    asyncio.run(run())
