@@ -2,6 +2,7 @@
 
 import asyncio
 import contextvars
+import functools
 import logging
 import random
 import re
@@ -88,11 +89,18 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            log.info(
-                "http_request",
-                method=scope["method"],
-                path=redact(scope["path"]),
-                status=status,
-                duration_ms=round((time.perf_counter() - start) * 1000, 2),
+            # Written on the loop's next turn, after the response: the connection sends what
+            # this turn wrote on the next one (server/httpserver.py), and a line written now
+            # would go first and keep the client waiting for it. The callback runs in a copy
+            # of this context, so the line still carries the request's bound keys.
+            asyncio.get_running_loop().call_soon(
+                functools.partial(
+                    log.info,
+                    "http_request",
+                    method=scope["method"],
+                    path=redact(scope["path"]),
+                    status=status,
+                    duration_ms=round((time.perf_counter() - start) * 1000, 2),
+                )
             )
             structlog.contextvars.reset_contextvars(**tokens)
