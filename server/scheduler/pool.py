@@ -16,9 +16,7 @@ import asyncio
 import contextlib
 import itertools
 import math
-from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -31,6 +29,7 @@ from server.runtime.base import InstanceHandle, InstanceSpec, Runtime
 from server.runtime.cog_client import CogResult, InstanceAPI, InstanceBusy, InstanceUnavailable
 from server.scheduler.events import PredictionEvents
 from server.scheduler.instance import Instance, InstanceState, SetupFailed
+from server.scheduler.job import Job, PoolStats
 from server.scheduler.placement import Placement
 from server.scheduler.planner import Boot, Dispatch, Planner, Policy, Stop
 from server.settings import RuntimeSettings
@@ -47,37 +46,6 @@ CANCEL_SETTLE_S = 0.5
 """How long after its start event Cog may still drop a cancel it accepts (measured: 2 ms)."""
 CRASH_ERRORS = ("Worker crashed",)
 RETRY_AFTER_MAX_S = 60
-
-
-@dataclass
-class PoolStats:
-    """Counters since the pool was created (``GET /metrics``)."""
-
-    boots: int = 0
-    cold_start_seconds: float = 0.0
-    lost: int = 0
-    outcomes: Counter[str] = field(default_factory=Counter)
-    recent_cold_starts: deque[float] = field(default_factory=lambda: deque(maxlen=10))
-
-
-@dataclass
-class Job:
-    prediction_id: str
-    input: dict[str, Any]
-    submitted: float
-    instance_id: str | None = None
-    stop_reason: str | None = None
-    """Why the gateway stopped it: canceled, deadline or max_run_time."""
-    canceling: bool = False
-    """A task is forwarding the cancel to the instance (at most one per job)."""
-    started_at: float | None = None
-    """When Cog's start event arrived."""
-    timers: list[asyncio.TimerHandle] = field(default_factory=list)
-
-    def clear_timers(self) -> None:
-        for timer in self.timers:
-            timer.cancel()
-        self.timers.clear()
 
 
 class Pool:
