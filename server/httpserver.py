@@ -5,8 +5,9 @@ calls, and uvloop sends each at once: two system calls and two TCP segments for 
 and a client that wakes twice to read them. ``CoalescingTransport`` keeps what is written
 during one turn of the event loop and sends it as one write at the end of that turn (a
 ``call_soon``), so a JSON answer leaves as one segment. Nothing waits longer than the turn:
-a streamed answer's chunks still leave as they are written. Measured: README, "Gateway
-figures".
+a streamed answer's chunks still leave as they are written. A complete answer does not wait
+for the turn to end: it leaves as soon as uvicorn reports it complete. Measured: README,
+"Gateway figures".
 """
 
 import asyncio
@@ -51,4 +52,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         real = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        super().connection_made(cast(asyncio.Transport, CoalescingTransport(real)))
+        self._coalescing = CoalescingTransport(real)
+        super().connection_made(cast(asyncio.Transport, self._coalescing))
+
+    def on_response_complete(self) -> None:
+        self._coalescing.flush()  # the whole answer is held: send it now, not after the turn
+        super().on_response_complete()
