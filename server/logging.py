@@ -89,10 +89,10 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            # Written on the loop's next turn, after the response: the connection sends what
-            # this turn wrote on the next one (server/httpserver.py), and a line written now
-            # would go first and keep the client waiting for it. The callback runs in a copy
-            # of this context, so the line still carries the request's bound keys.
+            # Written on the loop's next turn, after the response: what the connection still
+            # holds of it leaves by the end of this turn (server/httpserver.py), and a line
+            # written now could go first and keep the client waiting for it. The callback runs
+            # in a copy of this context, so the line still carries the request's bound keys.
             asyncio.get_running_loop().call_soon(
                 functools.partial(
                     log.info,

@@ -357,7 +357,9 @@ class ModelService:
         key = (owner, name)
         loading = self._latest_loading.get(key)
         if loading is None:
-            loading = asyncio.create_task(self._query_latest(owner, name), name=f"latest-{owner}")
+            loading = asyncio.create_task(
+                self._query_latest(owner, name), name=f"latest-{owner}/{name}"
+            )
             self._latest_loading[key] = loading
             loading.add_done_callback(functools.partial(self._latest_loaded, key))
         return await asyncio.shield(loading)  # a caller that goes away leaves it to the others

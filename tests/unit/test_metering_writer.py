@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import tempfile
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -79,14 +80,24 @@ def shipped_ids(sink: FlakySink) -> list[str]:
     return [r["prediction_id"] for body in sink.objects.values() for r in decode_object(body)]
 
 
-async def scenario(steps: list[tuple[str, int]], batch: int, script: list[str]) -> None:
+@contextlib.asynccontextmanager
+async def writer_on_a_fresh_database(
+    settings: MeteringSettings, sink: FlakySink
+) -> AsyncIterator[tuple[Database, FakeClock, MeteringWriter]]:
     with tempfile.TemporaryDirectory() as tmp:
         db = Database(f"sqlite+aiosqlite:///{Path(tmp) / 'm.db'}")
         await db.create()
         clock = FakeClock()
-        settings = MeteringSettings(batch_records=batch, batch_age=5.0)
-        sink = FlakySink(script)
-        writer = MeteringWriter(db, sink, settings, clock)
+        try:
+            yield db, clock, MeteringWriter(db, sink, settings, clock)
+        finally:
+            await db.dispose()
+
+
+async def scenario(steps: list[tuple[str, int]], batch: int, script: list[str]) -> None:
+    settings = MeteringSettings(batch_records=batch, batch_age=5.0)
+    sink = FlakySink(script)
+    async with writer_on_a_fresh_database(settings, sink) as (db, clock, writer):
         made = 0
         for action, amount in steps:
             if action == "record":
@@ -106,7 +117,6 @@ async def scenario(steps: list[tuple[str, int]], batch: int, script: list[str]) 
         assert await writer.pending() == 0
         sequences = [r["sequence"] for b in sink.objects.values() for r in decode_object(b)]
         assert sorted(sequences) == list(range(1, made + 1))
-        await db.dispose()
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -128,13 +138,9 @@ def test_every_record_lands_exactly_once(
 
 def test_batches_close_by_count_and_by_age() -> None:
     async def run() -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            db = Database(f"sqlite+aiosqlite:///{Path(tmp) / 'm.db'}")
-            await db.create()
-            clock = FakeClock()
-            settings = MeteringSettings(batch_records=3, batch_age=5.0)
-            sink = FlakySink()
-            writer = MeteringWriter(db, sink, settings, clock)
+        settings = MeteringSettings(batch_records=3, batch_age=5.0)
+        sink = FlakySink()
+        async with writer_on_a_fresh_database(settings, sink) as (db, clock, writer):
             for i in range(4):
                 await record(db, clock, i, settings)
             assert await writer.ship_once() is True  # 3 records: full batch
@@ -145,20 +151,15 @@ def test_batches_close_by_count_and_by_age() -> None:
                 "dt=2026-11-27/hour=10/usage-000000000001-000000000003.jsonl.gz",
                 "dt=2026-11-27/hour=10/usage-000000000004-000000000004.jsonl.gz",
             ]
-            await db.dispose()
 
     asyncio.run(run())
 
 
 def test_a_retried_batch_overwrites_the_same_key() -> None:
     async def run() -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            db = Database(f"sqlite+aiosqlite:///{Path(tmp) / 'm.db'}")
-            await db.create()
-            clock = FakeClock()
-            settings = MeteringSettings(batch_records=2, batch_age=5.0)
-            sink = FlakySink(["lost-ack"])
-            writer = MeteringWriter(db, sink, settings, clock)
+        settings = MeteringSettings(batch_records=2, batch_age=5.0)
+        sink = FlakySink(["lost-ack"])
+        async with writer_on_a_fresh_database(settings, sink) as (db, clock, writer):
             for i in range(2):
                 await record(db, clock, i, settings)
             with contextlib.suppress(TimeoutError):
@@ -173,7 +174,6 @@ def test_a_retried_batch_overwrites_the_same_key() -> None:
             assert len(sink.objects) == 1
             assert await writer.ship_once() is True
             assert sorted(shipped_ids(sink)) == ["p00000", "p00001", "p00002", "p00003"]
-            await db.dispose()
 
     asyncio.run(run())
 
@@ -190,12 +190,8 @@ def test_records_written_while_it_looks_do_not_keep_the_writer_looking() -> None
     second one always was, and the writer spun: two queries per turn)."""
 
     async def run() -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            db = Database(f"sqlite+aiosqlite:///{Path(tmp) / 'm.db'}")
-            await db.create()
-            clock = FakeClock()
-            settings = MeteringSettings(batch_records=1000, batch_age=30.0)
-            writer = MeteringWriter(db, FlakySink(), settings, clock)
+        settings = MeteringSettings(batch_records=1000, batch_age=30.0)
+        async with writer_on_a_fresh_database(settings, FlakySink()) as (db, clock, writer):
             await record(db, clock, 0, settings)
             looks = 0
             next_due = writer._next_due
@@ -215,6 +211,5 @@ def test_records_written_while_it_looks_do_not_keep_the_writer_looking() -> None
             await writer.stop()  # a stop still wakes it at once, and the record is shipped
             assert asyncio.get_running_loop().time() - stopping < 5
             assert writer.shipped_records == 1
-            await db.dispose()
 
     asyncio.run(run())
