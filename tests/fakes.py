@@ -173,7 +173,10 @@ class FakeRuntime:
         self.setup_seconds = setup_seconds
         self.started: list[InstanceSpec] = []
         self.start_contexts: list[dict[str, Any]] = []  # structlog's context vars at each start
-        self.stopped: list[str] = []
+        self.stopping: list[str] = []  # stop() called
+        self.stopped: list[str] = []  # stop() returned
+        self.stop_gate: asyncio.Event | None = None
+        """When set: stop() waits for it, as a process slow to exit would."""
         self.api: dict[str, FakeInstanceAPI] = {}
         self._ids = itertools.count(1)
 
@@ -187,6 +190,9 @@ class FakeRuntime:
 
     async def stop(self, handle: InstanceHandle, *, grace: float) -> None:
         assert isinstance(handle, FakeHandle)
+        self.stopping.append(handle.id)
+        if self.stop_gate is not None:
+            await self.stop_gate.wait()
         handle.running = False
         self.api[handle.id].killed.set()
         self.stopped.append(handle.id)

@@ -27,6 +27,7 @@ class InstanceState(StrEnum):
     READY = "ready"
     SETUP_FAILED = "setup_failed"
     DEFUNCT = "defunct"
+    STOPPING = "stopping"
     STOPPED = "stopped"
 
 
@@ -104,17 +105,18 @@ class Instance:
 
     async def stop(self, runtime: Runtime, *, drain_timeout: float, grace: float) -> None:
         """Drain in-flight work, ask Cog to shut down, then let the runtime kill what is left."""
-        if self.state is InstanceState.STOPPED:
+        if self.state in (InstanceState.STOPPING, InstanceState.STOPPED):
             return
+        self.state = InstanceState.STOPPING
         if self.in_flight and self.handle.is_running():
             try:
                 await asyncio.wait_for(self.idle.wait(), drain_timeout)
             except TimeoutError:
                 log.warning("instance_drain_timeout", instance_id=self.id, left=len(self.in_flight))
-        self.state = InstanceState.STOPPED
         try:
             if self.handle.is_running():
                 await self.client.shutdown()
             await runtime.stop(self.handle, grace=grace)
         finally:
+            self.state = InstanceState.STOPPED
             self.client.close()

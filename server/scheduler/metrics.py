@@ -47,7 +47,7 @@ def render(pools: Iterable[Pool], inventory: Inventory) -> str:
         add("cogway_running", labels, pool.planner.running())
         add("cogway_slots", labels, pool.planner.policy.slots * len(pool.planner.live()))
         states: dict[str, int] = {}
-        for instance in pool.instances.values():
+        for instance in pool.listed():
             states[instance.state.value] = states.get(instance.state.value, 0) + 1
         for state, count in sorted(states.items()):
             add("cogway_instances", _labels(**base, state=state), count)

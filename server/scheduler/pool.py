@@ -81,6 +81,9 @@ class Pool:
         )
         self.jobs: dict[str, Job] = {}
         self.instances: dict[str, Instance] = {}
+        self.stopping: dict[str, Instance] = {}
+        """Out of ``instances`` (nothing is dispatched to them) until their process has exited:
+        still shown (state ``stopping``) and still holding their hardware."""
         self.allocations: dict[str, Allocation] = {}
         self.stats = PoolStats()
         self.run_time_avg: float | None = None
@@ -275,11 +278,17 @@ class Pool:
         self.planner.stopped(iid)
 
     async def _stop_instance(self, iid: str, instance: Instance, *, drain: float) -> None:
+        self.stopping[iid] = instance
         try:
             await instance.stop(self.runtime, drain_timeout=drain, grace=self.settings.stop_grace)
         finally:
+            self.stopping.pop(iid, None)
             self._release(iid)
             self._wake.set()
+
+    def listed(self) -> list[Instance]:
+        """Every instance with a process: serving, booting, or still stopping."""
+        return [*self.instances.values(), *self.stopping.values()]
 
     def _release(self, iid: str) -> None:
         allocation = self.allocations.pop(iid, None)
@@ -503,7 +512,7 @@ class Pool:
                     "in_flight": len(i.in_flight),
                     "cold_start_s": round(i.boot_s, 3) if i.booted_at is not None else None,
                 }
-                for i in self.instances.values()
+                for i in self.listed()
             ],
             "cold_starts_s": [round(s, 3) for s in self.stats.recent_cold_starts],
         }

@@ -45,6 +45,11 @@ def counted(items: list[Any], n: int) -> Callable[[], bool]:
     return lambda: len(items) == n
 
 
+def no_instances(api: Api) -> Callable[[], bool]:
+    """Not one listed in the (only) pool, stopping ones included."""
+    return lambda: not api.services.scheduler.snapshot()["pools"][0]["instances"]
+
+
 def gateway(
     tmp_path: Path,
     runtime: FakeRuntime | None = None,
@@ -120,7 +125,7 @@ async def test_scales_up_to_max_and_back_to_zero(tmp_path: Path) -> None:
         assert len(api.runtime.started) == 3, "never more than max_instances"
         # Idle past the timeout: every instance stops (scale to zero) ...
         await eventually(counted(api.runtime.stopped, 3))
-        assert api.services.scheduler.snapshot()["pools"][0]["instances"] == []
+        await eventually(no_instances(api))
         # ... and the next prediction boots a fresh one, and says it waited for a cold start.
         body = await create(api, wait=True, text="cold")
         assert body["status"] == "succeeded"
@@ -315,6 +320,27 @@ async def test_deployment_min_instances_stay_warm_and_follow_releases(tmp_path: 
         # Deleting the deployment lets its instances go once idle.
         assert (await api.client.delete("/v1/deployments/admin/warm")).status_code == 204
         await eventually(counted(api.runtime.stopped, 2))
+
+
+async def test_an_instance_is_shown_stopping_until_its_process_has_exited(
+    tmp_path: Path,
+) -> None:
+    runtime = FakeRuntime()
+    runtime.stop_gate = asyncio.Event()
+    async for api in gateway(tmp_path, runtime, idle_timeout=0.1):
+        await create(api, wait=True, text="x")
+        await eventually(counted(runtime.stopping, 1))
+        state = (await api.client.get("/v1/admin/scheduler")).json()
+        assert [i["state"] for i in state["pools"][0]["instances"]] == ["stopping"]
+        assert state["hardware"]["cpu_instances"]["used"] == 1, "it holds its hardware"
+        metrics = (await api.client.get("/metrics")).text
+        assert 'state="stopping"} 1' in metrics
+        runtime.stop_gate.set()
+        await eventually(counted(runtime.stopped, 1))
+        await eventually(no_instances(api))
+        state = (await api.client.get("/v1/admin/scheduler")).json()
+        assert state["hardware"]["cpu_instances"]["used"] == 0
+        assert 'state="stopping"' not in (await api.client.get("/metrics")).text
 
 
 async def test_admin_sees_pools_and_cold_starts(api: Api) -> None:
