@@ -76,6 +76,9 @@ class FakeHandle:
     def log_tail(self) -> list[str]:
         return ["fake instance log line"]
 
+    async def next_output(self, timeout: float) -> None:
+        await asyncio.sleep(timeout)  # it writes nothing
+
 
 @dataclass
 class FakeInstanceAPI:

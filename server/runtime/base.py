@@ -43,6 +43,12 @@ class InstanceHandle(Protocol):
         """The last lines the instance wrote, for error messages."""
         ...
 
+    async def next_output(self, timeout: float) -> None:
+        """Return once the instance has written a line since the last call (or has exited),
+        or after ``timeout``. Cog has no readiness push, but it logs as it starts listening
+        and as setup completes: readiness is polled on its lines, not only on a timer."""
+        ...
+
 
 class Runtime(Protocol):
     async def start(self, spec: InstanceSpec) -> InstanceHandle:

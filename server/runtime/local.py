@@ -29,6 +29,8 @@ log = structlog.get_logger("server.runtime.local")
 LAUNCHER = Path(__file__).with_name("launcher.py")
 LOG_TAIL_LINES = 200
 LISTEN_TIMEOUT_S = 30.0  # spawn -> the HTTP port accepts connections
+LISTEN_POLL_S = 0.02  # a connection is tried at least this often, and whenever it logs,
+LISTEN_POLL_GAP_S = 0.002  # but never more often than this
 PORT_RETRIES = 3  # a port picked free can be taken before the server binds it
 
 
@@ -50,6 +52,7 @@ class LocalInstance:
         self._id = f"local-{uuid.uuid4().hex[:8]}"
         self._tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
         self._reader: asyncio.Task[None] | None = None
+        self._output = asyncio.Event()  # a line (or the end of stderr) since next_output()
 
     @property
     def id(self) -> str:
@@ -69,6 +72,12 @@ class LocalInstance:
     def log_tail(self) -> list[str]:
         return [_message(line) for line in self._tail]
 
+    async def next_output(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._output.wait()
+        self._output.clear()
+
     def start_reading(self) -> None:
         self._reader = detached_task(self._read_stderr(), name=f"stderr-{self._id}")
 
@@ -77,20 +86,26 @@ class LocalInstance:
         bound = log.bind(instance_id=self._id, version_id=self.version_id[:12])
         # Cog logs a few lines per prediction: parsed only when asked for (debug, log_tail).
         debug = bound.is_enabled_for(logging.DEBUG)
-        async for raw in self.proc.stderr:
-            line = raw.decode(errors="replace").rstrip()
-            if not line:
-                continue
-            if debug:
-                record = _record(line)
-                fields = record.get("fields")
-                bound.debug(
-                    "instance_log",
-                    message=_message(line, record),
-                    target=record.get("target"),
-                    prediction_id=fields.get("prediction_id") if isinstance(fields, dict) else None,
-                )
-            self._tail.append(line)
+        try:
+            async for raw in self.proc.stderr:
+                self._output.set()
+                line = raw.decode(errors="replace").rstrip()
+                if not line:
+                    continue
+                if debug:
+                    record = _record(line)
+                    fields = record.get("fields")
+                    bound.debug(
+                        "instance_log",
+                        message=_message(line, record),
+                        target=record.get("target"),
+                        prediction_id=fields.get("prediction_id")
+                        if isinstance(fields, dict)
+                        else None,
+                    )
+                self._tail.append(line)
+        finally:
+            self._output.set()
 
     async def wait_listening(self, timeout: float) -> None:
         loop = asyncio.get_running_loop()
@@ -106,7 +121,8 @@ class LocalInstance:
                 writer.close()
                 return
             except OSError:
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(LISTEN_POLL_GAP_S)
+                await self.next_output(LISTEN_POLL_S - LISTEN_POLL_GAP_S)  # it logs as it listens
         raise InstanceStartFailed(f"no HTTP listener on port {self.port} after {timeout:.0f}s")
 
 

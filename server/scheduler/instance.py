@@ -19,7 +19,10 @@ from server.runtime.cog_client import InstanceAPI
 
 log = structlog.get_logger("server.scheduler.instance")
 
-HEALTH_POLL_S = 0.02  # Cog has no readiness push; /health-check costs ~1 ms
+HEALTH_POLL_S = 0.02
+"""During boot: /health-check (~1 ms) at least this often, and whenever the instance logs."""
+POLL_GAP_S = 0.002
+"""...but never more often than this, however fast a setup() prints."""
 
 
 class InstanceState(StrEnum):
@@ -53,7 +56,8 @@ class Instance:
         return self.handle.id
 
     async def wait_ready(self, timeout: float) -> float:
-        """Poll health until READY; return seconds waited, or raise SetupFailed."""
+        """Poll health until READY (on a timer, and as the instance logs: it logs as setup
+        completes); return seconds waited, or raise SetupFailed."""
         loop = asyncio.get_running_loop()
         start = loop.time()
         while loop.time() - start < timeout:
@@ -71,7 +75,8 @@ class Instance:
                 self.state = InstanceState.SETUP_FAILED
                 setup_logs = str(health.get("setup", {}).get("logs") or "")
                 raise SetupFailed(self._tail(setup_logs.strip() or "setup() failed"))
-            await asyncio.sleep(HEALTH_POLL_S)
+            await asyncio.sleep(POLL_GAP_S)
+            await self.handle.next_output(HEALTH_POLL_S - POLL_GAP_S)
         self.state = InstanceState.SETUP_FAILED
         raise SetupFailed(self._tail(f"the instance was not ready after {timeout:.0f}s"))
 
