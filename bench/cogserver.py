@@ -132,8 +132,14 @@ class CogServer:
 
 
 def start_cog(
-    venv_python: Path, model_dir: Path, stderr_path: Path, extra_env: dict[str, str] | None = None
+    venv_python: Path,
+    model_dir: Path,
+    stderr_path: Path,
+    extra_env: dict[str, str] | None = None,
+    *,
+    poll_s: float = 0.05,
 ) -> CogServer:
+    """Start Cog's server and return once ``/health-check`` says READY (asked every ``poll_s``)."""
     venv_bin = venv_python.parent
     for _attempt in range(3):
         port = free_port()
@@ -164,7 +170,7 @@ def start_cog(
                     break  # e.g. "Address already in use": try another port
                 if health_status(port) == "READY":
                     return server
-                time.sleep(0.05)
+                time.sleep(poll_s)
             else:
                 raise RuntimeError(f"Cog not READY after {READY_TIMEOUT_S}s; see {stderr_path}")
         except BaseException:
