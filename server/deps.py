@@ -23,10 +23,31 @@ async def get_services(request: Request) -> Services:
     return services
 
 
+BASE_URLS_KEPT = 64
+_base_urls: dict[tuple[Any, ...], str] = {}
+
+
 async def base_url(request: Request) -> str:
+    """``PUBLIC_URL``, or the URL the client used up to the root path: remembered per (scheme,
+    Host header, server, root path), since Starlette builds it anew for every request (a few
+    per cent of a trivial prediction's CPU)."""
     services: Services = request.app.state.services
     configured = services.settings.public_url
-    return (configured or str(request.base_url)).rstrip("/")
+    if configured:
+        return configured.rstrip("/")
+    scope = request.scope
+    key = (
+        scope.get("scheme"),
+        request.headers.get("host"),
+        scope.get("server"),
+        scope.get("root_path"),
+    )
+    found = _base_urls.get(key)
+    if found is None:
+        if len(_base_urls) >= BASE_URLS_KEPT:  # the Host header is the client's to choose
+            _base_urls.clear()
+        found = _base_urls[key] = str(request.base_url).rstrip("/")
+    return found
 
 
 async def page_url(request: Request) -> UrlFor:

@@ -42,6 +42,24 @@ async def test_sync_create_returns_the_finished_prediction(api: Api) -> None:
     assert len(body["id"]) == 26
 
 
+async def test_urls_follow_the_host_and_scheme_the_client_used(api: Api) -> None:
+    """The base URL is remembered per Host header and scheme, never mixed up between them."""
+    seen = []
+    for host in ["gw.test", "other.test:8443", "gw.test", "other.test:8443"]:
+        resp = await api.client.post(
+            "/v1/predictions",
+            json={"version": api.version_id, "input": {"text": "ab"}},
+            headers={"Host": host},
+        )
+        assert resp.status_code == 201
+        seen.append(resp.json()["urls"]["get"].rsplit("/v1/", 1)[0])
+    assert seen == ["http://gw.test", "http://other.test:8443"] * 2
+    secure = await api.client.post(
+        "https://gw.test/v1/predictions", json={"version": api.version_id, "input": {"text": "a"}}
+    )
+    assert secure.json()["urls"]["get"].startswith("https://gw.test/v1/predictions/")
+
+
 async def test_async_create_then_poll(api: Api) -> None:
     """Without Prefer the create returns at once with status starting; GET shows the result."""
     resp = await api.client.post(
