@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -42,9 +43,18 @@ def test_sigkill_then_restart_loses_nothing(tmp_path: Path) -> None:
 
         wait_for(started)
         # Each create's one request log line names its prediction.
-        text = gw.log_path.read_text().splitlines()
-        lines = [json.loads(line) for line in text if line.startswith("{")]
-        creates = [e for e in lines if e.get("event") == "http_request" and e["method"] == "POST"]
+        creates: list[dict[str, Any]] = []
+
+        def both_logged() -> bool:  # a request's line is written just after its answer
+            nonlocal creates
+            text = gw.log_path.read_text().splitlines()
+            lines = [json.loads(line) for line in text if line.startswith("{")]
+            creates = [
+                e for e in lines if e.get("event") == "http_request" and e["method"] == "POST"
+            ]
+            return len(creates) >= 2
+
+        wait_for(both_logged, timeout=5.0)
         assert [e.get("prediction_id") for e in creates] == [running["id"], queued["id"]]
         cog = gw.cog_pids()
         assert cog
@@ -68,8 +78,15 @@ def test_sigkill_then_restart_loses_nothing(tmp_path: Path) -> None:
             url, json={"input": {"seconds": 0.01}}, headers={**auth, "Prefer": "wait"}
         ).json()
         assert held["status"] == "succeeded"
-        text = gw.log_path.read_text().splitlines()
-        lines = [json.loads(line) for line in text if line.startswith("{")]
+        lines: list[dict[str, Any]] = []
+
+        def logged() -> bool:  # the request's line is written just after its answer
+            nonlocal lines
+            text = gw.log_path.read_text().splitlines()
+            lines = [json.loads(line) for line in text if line.startswith("{")]
+            return any(e.get("prediction_id") == held["id"] for e in lines)
+
+        wait_for(logged, timeout=5.0)
         ends = {e["prediction_id"]: e["status"] for e in lines if e["event"] == "prediction_status"}
         assert ends == {queued["id"]: "succeeded", running["id"]: "failed"}
         [request] = [e for e in lines if e.get("prediction_id") == held["id"]]
