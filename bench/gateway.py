@@ -27,10 +27,11 @@ round's direct cell) with the range; the instance's cold start (``instance_ready
 ``cold_start_s`` in the gateway's JSON log) and any warning/error lines in that log.
 
 Then cold starts, ``--cold-runs`` times each, alternating: a second gateway with a 1 s idle
-timeout scales the model to zero, and one ``Prefer: wait`` prediction is timed from the request
-to its output (boot, readiness, dispatch, the gateway's own writes); beside it, Cog's own cold
-start: the same venv and version directory started directly (spawn, poll ``/health-check``
-until READY, one prediction). It prints both medians and the difference.
+timeout scales the model to zero (until the old instance's process has exited), and one
+``Prefer: wait`` prediction is timed from the request to its output (boot, readiness, dispatch,
+the gateway's own writes); beside it, Cog's own cold start: the same venv and version directory
+started directly (spawn, poll ``/health-check`` every 5 ms until READY, one prediction). Both
+are timed with the same client (``urllib``). It prints both medians and the difference.
 Every request goes to 127.0.0.1; every loop is bounded by its window and per-request timeouts;
 the gateway and its Cog processes stop when the script ends (the context manager).
 
