@@ -11,7 +11,13 @@ import structlog
 from server.runtime import cogyaml
 from server.runtime.base import InstanceHandle, InstanceSpec
 from server.runtime.builder import BuildLog, BuildResult
-from server.runtime.cog_client import CogResult, EventHandler, InstanceAPI, InstanceUnavailable
+from server.runtime.cog_client import (
+    CogResult,
+    EventHandler,
+    InstanceAPI,
+    InstanceBusy,
+    InstanceUnavailable,
+)
 from server.runtime.envs import EnvBuildFailed
 
 FAKE_SCHEMA: dict[str, Any] = {
@@ -101,6 +107,9 @@ class FakeInstanceAPI:
     lost_cancels: list[str] = field(default_factory=list)
     """Cancels it accepted and dropped: Cog does, for one that lands while it is still
     starting the prediction (here: text == "slow start")."""
+    busy: int = 0
+    """How many of the next predictions it refuses with a 409 (Cog does, now and then, with
+    free slots); -1: all of them."""
 
     async def health(self) -> dict[str, Any]:
         if asyncio.get_running_loop().time() < self.setup_until:
@@ -114,6 +123,9 @@ class FakeInstanceAPI:
     ) -> CogResult:
         if self.killed.is_set():
             raise InstanceUnavailable("connection refused")
+        if self.busy:
+            self.busy -= self.busy > 0
+            raise InstanceBusy('{"error":"At capacity - all prediction slots busy"}')
         if input.get("text") == "late":  # Cog has not taken the POST yet: cancel finds nothing
             await asyncio.sleep(0.2)
         self.inputs.append(input)

@@ -13,6 +13,8 @@ class PoolStats:
     boots: int = 0
     cold_start_seconds: float = 0.0
     lost: int = 0
+    busy_retries: int = 0
+    """409s from an instance with a free slot by the pool's count, retried."""
     outcomes: Counter[str] = field(default_factory=Counter)
     recent_cold_starts: deque[float] = field(default_factory=lambda: deque(maxlen=10))
 

@@ -1,7 +1,9 @@
-"""The scheduler in Prometheus' text format (``GET /metrics``): queues, slots, instances,
-cold starts and outcomes per pool, and the hardware in use."""
+"""What admins see of the scheduler: each pool as JSON (``pool_view``, in
+``GET /v1/admin/scheduler``), and in Prometheus' text format (``GET /metrics``): queues, slots,
+instances, cold starts and outcomes per pool, and the hardware in use."""
 
 from collections.abc import Iterable
+from typing import Any
 
 from server.hardware import Inventory
 from server.scheduler.pool import Pool
@@ -14,10 +16,37 @@ HELP = {
     "cogway_instance_boots_total": ("counter", "Instances that became ready."),
     "cogway_cold_start_seconds": ("summary", "Spawn to READY, per boot."),
     "cogway_instances_lost_total": ("counter", "Instances killed: crash, dead, unhealthy."),
+    "cogway_busy_retries_total": ("counter", "409s from an instance with a free slot, retried."),
     "cogway_predictions_total": ("counter", "Predictions that ran to an end, by status."),
     "cogway_cpu_instances_used": ("gauge", "CPU instances placed on this machine."),
     "cogway_gpu_instances": ("gauge", "Instances on each GPU."),
 }
+
+
+def pool_view(pool: Pool) -> dict[str, Any]:
+    return {
+        "key": pool.placement.key,
+        "model": pool.version.model,
+        "version": pool.version.id,
+        "deployment": pool.placement.deployment,
+        "hardware": pool.placement.hardware,
+        "min_instances": pool.planner.policy.min_instances,
+        "max_instances": pool.planner.policy.max_instances,
+        "slots_per_instance": pool.planner.policy.slots,
+        "queued": pool.queued,
+        "running": pool.planner.running(),
+        "broken": pool.planner.broken,
+        "instances": [
+            {
+                "id": i.id,
+                "state": i.state.value,
+                "in_flight": len(i.in_flight),
+                "cold_start_s": round(i.boot_s, 3) if i.booted_at is not None else None,
+            }
+            for i in pool.listed()
+        ],
+        "cold_starts_s": [round(s, 3) for s in pool.stats.recent_cold_starts],
+    }
 
 
 def _labels(**values: str) -> str:
@@ -55,6 +84,7 @@ def render(pools: Iterable[Pool], inventory: Inventory) -> str:
         add("cogway_cold_start_seconds_sum", labels, round(stats.cold_start_seconds, 6))
         add("cogway_cold_start_seconds_count", labels, stats.boots)
         add("cogway_instances_lost_total", labels, stats.lost)
+        add("cogway_busy_retries_total", labels, stats.busy_retries)
         for status, count in sorted(stats.outcomes.items()):
             add("cogway_predictions_total", _labels(**base, status=status), count)
     add("cogway_cpu_instances_used", "", inventory.cpu_used)

@@ -17,6 +17,7 @@ from server.hardware import Inventory
 from server.models.service import VersionInfo
 from server.runtime.base import InstanceHandle, Runtime
 from server.runtime.cog_client import KEEPALIVE_S, CogClient, InstanceAPI
+from server.scheduler import metrics
 from server.scheduler.events import PredictionEvents
 from server.scheduler.placement import Placement
 from server.scheduler.pool import Pool
@@ -178,7 +179,7 @@ class Scheduler:
         return {
             "accepting": self._accepting,
             "hardware": self.inventory.usage(),
-            "pools": [pool.snapshot() for pool in self.pools.values()],
+            "pools": [metrics.pool_view(pool) for pool in self.pools.values()],
         }
 
     async def stop(self) -> None:

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from server.hardware import GpuDevice, HardwareSettings, Inventory
 from server.metering.tables import UsageRow
+from server.scheduler import pool as pool_module
 from server.scheduler.pool import CANCEL_SETTLE_S
 from tests.conftest import ADMIN_TOKEN, Api, make_settings, open_api
 from tests.fakes import FakeRuntime
@@ -341,6 +342,36 @@ async def test_an_instance_is_shown_stopping_until_its_process_has_exited(
         state = (await api.client.get("/v1/admin/scheduler")).json()
         assert state["hardware"]["cpu_instances"]["used"] == 0
         assert 'state="stopping"' not in (await api.client.get("/metrics")).text
+
+
+async def test_a_409_from_an_instance_with_a_free_slot_is_retried(tmp_path: Path) -> None:
+    runtime = FakeRuntime()
+    async for api in gateway(tmp_path, runtime):
+        assert (await create(api, wait=True, text="warm"))["status"] == "succeeded"
+        (instance,) = runtime.api.values()
+        instance.busy = 4  # four 409s in a row: 5 + 10 + 20 + 40 ms of backing off
+        body = await create(api, wait=True, text="after")
+        assert (body["status"], body["output"]) == ("succeeded", "after")
+        assert "cogway_busy_retries_total" in (metrics := (await api.client.get("/metrics")).text)
+        assert any(
+            line.startswith("cogway_busy_retries_total{") and line.endswith(" 4")
+            for line in metrics.splitlines()
+        )
+
+
+async def test_an_instance_that_answers_409_for_good_fails_the_prediction_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pool_module, "BUSY_RETRY_FOR_S", 0.1)
+    runtime = FakeRuntime()
+    async for api in gateway(tmp_path, runtime):
+        assert (await create(api, wait=True, text="warm"))["status"] == "succeeded"
+        (instance,) = runtime.api.values()
+        instance.busy = -1  # Cog after a worker crash answers 409 to everything (§9)
+        body = await create(api, wait=True, text="refused")
+        assert body["status"] == "failed"
+        assert "kept answering 409" in body["error"]
+        assert "did not run" in body["error"]
 
 
 async def test_admin_sees_pools_and_cold_starts(api: Api) -> None:
