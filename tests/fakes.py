@@ -75,12 +75,16 @@ class FakeHandle:
     id: str
     base_url: str
     running: bool = True
+    settled: bool = False
 
     def is_running(self) -> bool:
         return self.running
 
     def log_tail(self) -> list[str]:
         return ["fake instance log line"]
+
+    async def settle(self) -> None:
+        self.settled = True
 
     async def next_output(self, timeout: float) -> None:
         await asyncio.sleep(timeout)  # it writes nothing
@@ -193,12 +197,14 @@ class FakeRuntime:
         self.stop_gate: asyncio.Event | None = None
         """When set: stop() waits for it, as a process slow to exit would."""
         self.api: dict[str, FakeInstanceAPI] = {}
+        self.handles: dict[str, FakeHandle] = {}
         self._ids = itertools.count(1)
 
     async def start(self, spec: InstanceSpec) -> InstanceHandle:
         self.started.append(spec)
         self.start_contexts.append(structlog.contextvars.get_contextvars())
         handle = FakeHandle(f"fake-{next(self._ids)}", "http://fake")
+        self.handles[handle.id] = handle
         until = asyncio.get_running_loop().time() + self.setup_seconds
         self.api[handle.id] = FakeInstanceAPI(setup_error=self.setup_error, setup_until=until)
         return handle

@@ -7,10 +7,6 @@ running until the current predict() returns — a 30 s prediction leaves a 30 s 
 launcher asks the kernel for SIGTERM when the gateway dies and answers it by killing its whole
 process group (itself, the Cog server and the worker) at once. Normal stops do not involve it:
 when the Cog server exits, the launcher exits with the same status. Standard library only.
-
-With ``COGWAY_CPU_POLICY=batch`` it first switches itself to the ``SCHED_BATCH`` policy, which
-the Cog server, its worker and all their threads inherit (README, "Why instances run as
-SCHED_BATCH").
 """
 
 # It runs at every instance start, before Cog's own boot, so it imports only what it needs:
@@ -35,8 +31,6 @@ def main(argv: list[str]) -> int:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, _signal.SIGTERM)
     if parent and os.getppid() != parent:  # the gateway died before we asked
         _kill_group(_signal.SIGTERM, None)
-    if os.environ.get("COGWAY_CPU_POLICY") == "batch" and hasattr(os, "SCHED_BATCH"):
-        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     child = os.posix_spawnp(argv[1], argv[1:], os.environ)
     _, status = os.waitpid(child, 0)  # retried after a signal (PEP 475)
     return os.waitstatus_to_exitcode(status)

@@ -45,10 +45,18 @@ def _free_port() -> int:
 
 
 class LocalInstance:
-    def __init__(self, proc: asyncio.subprocess.Process, port: int, version_id: str) -> None:
+    def __init__(
+        self,
+        proc: asyncio.subprocess.Process,
+        port: int,
+        version_id: str,
+        *,
+        cpu_policy: str = "normal",
+    ) -> None:
         self.proc = proc
         self.port = port
         self.version_id = version_id
+        self.cpu_policy = cpu_policy
         self._id = f"local-{uuid.uuid4().hex[:8]}"
         self._tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
         self._reader: asyncio.Task[None] | None = None
@@ -71,6 +79,10 @@ class LocalInstance:
 
     def log_tail(self) -> list[str]:
         return [_message(line) for line in self._tail]
+
+    async def settle(self) -> None:
+        if self.cpu_policy == "batch" and hasattr(os, "SCHED_BATCH") and self.is_running():
+            await asyncio.to_thread(_set_batch_policy, self.proc.pid)
 
     async def next_output(self, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -132,7 +144,8 @@ class LocalRuntime:
     def __init__(self, *, cpu_policy: str = "batch") -> None:
         self._instances: dict[str, LocalInstance] = {}
         self.cpu_policy = cpu_policy
-        """``batch`` or ``normal`` (``RuntimeSettings.cpu_policy``), applied by the launcher."""
+        """``batch`` or ``normal`` (``RuntimeSettings.cpu_policy``), applied once an instance
+        is READY (``LocalInstance.settle``)."""
 
     async def start(self, spec: InstanceSpec) -> InstanceHandle:
         last: Exception | None = None
@@ -167,7 +180,6 @@ class LocalRuntime:
         }
         env.pop("PYTHONPATH", None)
         env["COGWAY_GATEWAY_PID"] = str(os.getpid())
-        env["COGWAY_CPU_POLICY"] = self.cpu_policy
         python = str(spec.env_dir / "bin" / "python")
         argv = [python, str(LAUNCHER), python, "-m", "cog.server.http"]
         argv += ["--host", "127.0.0.1"]
@@ -182,7 +194,7 @@ class LocalRuntime:
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
         )
-        instance = LocalInstance(proc, port, spec.version_id)
+        instance = LocalInstance(proc, port, spec.version_id, cpu_policy=self.cpu_policy)
         instance.start_reading()
         self._instances[instance.id] = instance
         log.info("instance_spawned", instance_id=instance.id, pid=proc.pid, port=port)
@@ -213,6 +225,32 @@ class LocalRuntime:
 
     async def aclose(self) -> None:
         await asyncio.gather(*(self._kill(i) for i in list(self._instances.values())))
+
+
+def _set_batch_policy(group: int) -> None:
+    """``SCHED_BATCH`` for every thread of process group ``group`` (the launcher, the Cog server,
+    its worker): README, "Why instances run as SCHED_BATCH". Threads they start later inherit
+    it; a second pass catches one started during the first."""
+    for _ in range(2):
+        for tid in _group_threads(group):
+            with contextlib.suppress(OSError):  # gone meanwhile
+                if os.sched_getscheduler(tid) != os.SCHED_BATCH:
+                    os.sched_setscheduler(tid, os.SCHED_BATCH, os.sched_param(0))
+
+
+def _group_threads(group: int) -> list[int]:
+    threads: list[int] = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+            if int(stat.rpartition(")")[2].split()[2]) != group:  # state ppid pgrp ...
+                continue
+            threads += [int(task) for task in os.listdir(Path(entry.path, "task"))]
+        except (OSError, ValueError, IndexError):
+            continue
+    return threads
 
 
 def _record(line: str) -> dict[str, Any]:

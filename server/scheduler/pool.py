@@ -265,6 +265,7 @@ class Pool:
         )
         self._changed.set()
         self._wake.set()
+        await handle.settle()  # after the wake: its first prediction does not wait for it
 
     async def _broken(self, iid: str, message: str) -> None:
         self.log.warning("version_setup_failed", error=message)

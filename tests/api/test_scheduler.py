@@ -382,6 +382,8 @@ async def test_admin_sees_pools_and_cold_starts(api: Api) -> None:
     assert pool["min_instances"] == 0
     assert len(pool["cold_starts_s"]) == 1
     assert [i["state"] for i in pool["instances"]] == ["ready"]
+    (handle,) = api.runtime.handles.values()
+    assert handle.settled, "told it is serving once READY"
     assert state["hardware"]["cpu_instances"]["used"] == 1
     other = await api.services.accounts.create_token("mallory")
     denied = await api.client.get(

@@ -107,18 +107,27 @@ async def test_instances_run_with_the_configured_cpu_policy(
     tmp_path: Path, policy: str, expected: int
 ) -> None:
     """Every thread of the launcher, the Cog server and its worker (README, "Why instances
-    run as SCHED_BATCH")."""
+    run as SCHED_BATCH"), set just after the instance is READY."""
     async with gateway(tmp_path, ["sleepy"], cpu_policy=policy) as gw:
         await gw.run("sleepy", seconds=0)
         [leader] = gw.server_pids()
         pids = group_pids(leader)
         assert len(pids) >= 3  # launcher, Cog server, worker
-        policies = {
-            os.sched_getscheduler(int(tid.name))
-            for pid in pids
-            for tid in (Path("/proc") / str(pid) / "task").iterdir()
-        }
-        assert policies == {expected}
+
+        def policies() -> set[int]:
+            return {
+                os.sched_getscheduler(int(tid.name))
+                for pid in pids
+                for tid in (Path("/proc") / str(pid) / "task").iterdir()
+            }
+
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 5
+        while policies() != {expected}:
+            assert loop.time() < end, f"policies {policies()}, not {expected}"
+            await asyncio.sleep(0.05)
+        await gw.run("sleepy", seconds=0)  # threads started since inherit it
+        assert policies() == {expected}
 
 
 async def test_instances_log_no_lines_per_prediction(tmp_path: Path) -> None:
