@@ -84,6 +84,10 @@ class WebhookDeliverer:
         self._live: dict[str, Prediction] = {}  # running predictions that have a webhook
         self._completed: set[str] = set()  # whose pending output/logs messages to supersede
         self._busy: set[str] = set()  # predictions with an attempt in flight
+        self._start_unsent: set[str] = set()
+        """Predictions whose start message is in the outbox but not yet sent: their output and
+        logs wait for it (a prediction that starts logging before the loop looks at the outbox
+        would otherwise have its logs webhook overtake its start)."""
         self._inflight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._db_dirty = True  # the outbox may hold something new: look before sleeping
@@ -119,6 +123,7 @@ class WebhookDeliverer:
         if event.kind == "completed":
             self._live.pop(p.id, None)
             self._bases.pop(p.id, None)
+            self._start_unsent.discard(p.id)
             self.throttle.forget(p.id)
             if self.settings.intermediate_attempts > 1:  # else none is ever left pending
                 self._completed.add(p.id)
@@ -126,6 +131,7 @@ class WebhookDeliverer:
             return
         self._live[p.id] = p
         if event.kind == "created" and wants(p, "start"):
+            self._start_unsent.add(p.id)
             self._poke()
         elif event.kind in INTERMEDIATE and wants(p, event.kind):
             due = self.throttle.note(p.id, event.kind)
@@ -233,7 +239,7 @@ class WebhookDeliverer:
         now = loop.time()
         if len(self._inflight) >= self.settings.max_concurrency:
             return IDLE_WAIT_S  # a finishing attempt wakes the loop
-        intermediate = self.throttle.next_due(skip=self._busy)
+        intermediate = self.throttle.next_due(skip=self._busy | self._start_unsent)
         candidates = [IDLE_WAIT_S, self._db_due - now]
         if intermediate is not None:
             candidates.append(intermediate - now)
@@ -244,7 +250,8 @@ class WebhookDeliverer:
         if room <= 0 or not len(self.throttle):
             return
         now = asyncio.get_running_loop().time()
-        for prediction_id, kinds in self.throttle.take(now, skip=self._busy, limit=room):
+        waiting = self._busy | self._start_unsent
+        for prediction_id, kinds in self.throttle.take(now, skip=waiting, limit=room):
             p = self._live.get(prediction_id)
             if p is None or p.status.is_terminal() or not p.webhook:
                 continue  # its completed message supersedes this one
@@ -253,6 +260,8 @@ class WebhookDeliverer:
 
     def _spawn(self, message: Message) -> None:
         self._busy.add(message.prediction_id)
+        if message.event == "start":
+            self._start_unsent.discard(message.prediction_id)
         task = asyncio.create_task(self._deliver(message), name=f"webhook-{message.id}")
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)

@@ -305,6 +305,27 @@ async def test_completion_supersedes_a_pending_logs_retry(
     ]
 
 
+async def test_logs_never_overtake_the_start_webhook(tmp_path: Path, receiver: Receiver) -> None:
+    """A prediction that starts and logs before the deliverer has looked at the outbox (here it
+    is stopped meanwhile; under load it is merely late): its start webhook still goes first."""
+    async for api in open_hooked(make_settings(tmp_path), receiver):
+        deliverer = api.services.deliverer
+        await deliverer.stop()
+        resp = await api.client.post(
+            "/v1/predictions",
+            json={"version": api.version_id, "input": {"seconds": 0.3}, "webhook": WEBHOOK},
+        )
+        prediction_id = resp.json()["id"]
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 5
+        while not (await api.client.get(f"/v1/predictions/{prediction_id}")).json()["logs"]:
+            assert loop.time() < end, "it never logged"
+            await asyncio.sleep(0.01)
+        await deliverer.start()
+        got = await receiver.wait(lambda d: len(d) == 3)
+    assert statuses(got) == ["starting", "processing", "succeeded"]
+
+
 # -- throttling ---------------------------------------------------------------------------------
 
 
