@@ -82,7 +82,7 @@ POLL_INTERVAL_S = 0.005
 POLL_TIMEOUT_S = 10.0
 READY_LOG_TIMEOUT_S = 120.0
 COLD_IDLE_TIMEOUT_S = 1.0  # the cold-start gateway stops idle instances after this
-COLD_RUNS = 5
+COLD_RUNS = 9  # one pair of cold starts differs by -50 to +130 ms here: a median needs several
 MAX_ERROR_SAMPLES = 3
 
 
@@ -384,6 +384,8 @@ def print_cold(direct: list[float], gateway: list[float]) -> None:
         f"Cog itself (spawn -> READY -> prediction) {d * 1000:.0f} ms; "
         f"through the gateway from zero instances {g * 1000:.0f} ms ({(g - d) * 1000:+.0f} ms)"
     )
+    pairs = sorted((gw - cog) * 1000 for cog, gw in zip(direct, gateway, strict=True))
+    print(f"  each pair (gateway - Cog, run after run): {pairs[0]:+.0f} to {pairs[-1]:+.0f} ms")
 
 
 def ratio_lines(cells: list[Cell]) -> list[str]:
