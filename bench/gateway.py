@@ -175,19 +175,26 @@ def cog_process(gw: Gateway) -> tuple[Path, Path]:
 # --- cold start ----------------------------------------------------------------------------------
 
 
+def post_prediction(url: str, headers: dict[str, str], timeout: float) -> Any:
+    """One ``{"input": {"text": INPUT_TEXT}}`` POST with urllib, its JSON answer. Both cold
+    starts use it: a new httpx client would add its own set-up (an SSL context, ~25 ms here)
+    to one figure only."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps({"input": {"text": INPUT_TEXT}}).encode(),
+        headers={**headers, "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
 def cog_boot_to_output(python: Path, model_dir: Path, stderr: Path) -> float:
     """Cog's own cold start: spawn ``cog.server.http`` directly, poll READY, first prediction.
     READY is polled every 5 ms, so the figure is Cog's boot and not this loop's sleep."""
     began = time.monotonic()
     server = start_cog(python, model_dir, stderr, poll_s=0.005)
     try:
-        request = urllib.request.Request(
-            f"{server.base_url}/predictions",
-            data=json.dumps({"input": {"text": INPUT_TEXT}}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as resp:
-            body = json.loads(resp.read())
+        body = post_prediction(f"{server.base_url}/predictions", {}, REQUEST_TIMEOUT_S)
         if body.get("output") != EXPECTED_OUTPUT:
             raise BenchError(f"direct cold start output {body.get('output')!r}")
         return time.monotonic() - began
@@ -207,16 +214,9 @@ def gateway_zero_to_output(gw: Gateway, timeout: float = 60.0) -> float:
         if time.monotonic() > deadline:
             raise RuntimeError("the pool did not scale to zero")
         time.sleep(0.1)
-    # The same client as cog_boot_to_output (urllib): a new httpx client would add its own
-    # set-up (an SSL context, ~25 ms here) to the gateway's figure only.
-    request = urllib.request.Request(
-        f"{gw.url}/v1/models/{MODEL}/predictions",
-        data=json.dumps({"input": {"text": INPUT_TEXT}}).encode(),
-        headers={**headers, "Prefer": "wait", "Content-Type": "application/json"},
-    )
+    url = f"{gw.url}/v1/models/{MODEL}/predictions"
     began = time.monotonic()
-    with urllib.request.urlopen(request, timeout=timeout) as resp:
-        body = json.loads(resp.read())
+    body = post_prediction(url, {**headers, "Prefer": "wait"}, timeout)
     elapsed = time.monotonic() - began
     check_succeeded(body)
     return elapsed

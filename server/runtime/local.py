@@ -230,27 +230,35 @@ class LocalRuntime:
 def _set_batch_policy(group: int) -> None:
     """``SCHED_BATCH`` for every thread of process group ``group`` (the launcher, the Cog server,
     its worker): README, "Why instances run as SCHED_BATCH". Threads they start later inherit
-    it; a second pass catches one started during the first."""
+    it; a second pass over the same processes catches one started during the first."""
+    processes = _group_processes(group)  # one scan of /proc
     for _ in range(2):
-        for tid in _group_threads(group):
+        for tid in _threads(processes):
             with contextlib.suppress(OSError):  # gone meanwhile
                 if os.sched_getscheduler(tid) != os.SCHED_BATCH:
                     os.sched_setscheduler(tid, os.SCHED_BATCH, os.sched_param(0))
 
 
-def _group_threads(group: int) -> list[int]:
+def _threads(processes: list[int]) -> list[int]:
     threads: list[int] = []
+    for pid in processes:
+        with contextlib.suppress(OSError):  # gone meanwhile
+            threads += [int(task) for task in os.listdir(f"/proc/{pid}/task")]
+    return threads
+
+
+def _group_processes(group: int) -> list[int]:
+    processes: list[int] = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             stat = Path(entry.path, "stat").read_text()
-            if int(stat.rpartition(")")[2].split()[2]) != group:  # state ppid pgrp ...
-                continue
-            threads += [int(task) for task in os.listdir(Path(entry.path, "task"))]
+            if int(stat.rpartition(")")[2].split()[2]) == group:  # state ppid pgrp ...
+                processes.append(int(entry.name))
         except (OSError, ValueError, IndexError):
             continue
-    return threads
+    return processes
 
 
 def _record(line: str) -> dict[str, Any]:
