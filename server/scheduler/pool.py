@@ -331,12 +331,16 @@ class Pool:
         except Exception as exc:
             self.log.exception("dispatch_error", prediction_id=pid)
             result = CogResult("failed", error=f"Internal error while running: {exc!r}")
+        except BaseException:  # cancelled: nothing to record, so re-plan at once
+            self._wake.set()
+            raise
         finally:
             instance.end(pid)
             job.clear_timers()
             self.jobs.pop(pid, None)
             self.planner.finished(pid, iid, self.now())
-            self._wake.set()
+            if self.planner.queue:  # the freed slot goes to the next in line at once
+                self._plan_now()
         ran = self.now() - began
         self.run_time_avg = (
             ran if self.run_time_avg is None else 0.8 * self.run_time_avg + 0.2 * ran
@@ -355,6 +359,10 @@ class Pool:
             await self.events.completed(pid, outcome)
         except Exception:  # not written (the database failed): restart recovery has the row
             self.log.exception("completion_not_recorded", prediction_id=pid)
+        finally:
+            # The rest of the plan (idle timers, scaling) once the completion is recorded: woken
+            # before it, the loop's turn came ahead of the commit and the answer to the client.
+            self._wake.set()
 
     def _outcome(self, job: Job, result: CogResult) -> CogResult:
         """Apply why the gateway stopped a prediction to what the instance reported."""
