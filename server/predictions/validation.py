@@ -4,8 +4,16 @@ Errors come back as Replicate's ``invalid_fields`` entries (``type``, ``field``,
 Unknown keys are dropped (Cog strips them too), an explicit ``null`` for an optional input means
 "use the default" (coglet would reject it), and file inputs (``format: uri``) must be ``http(s)``
 or ``data:`` URLs: Cog would otherwise open a local path on the instance's disk.
+
+Most inputs are valid and most Cog schemas are plain: each input a string, integer, number or
+boolean, perhaps with bounds. ``_plain_check`` turns such a property into a few comparisons, and
+an input whose every key has one and passes it skips jsonschema (about 25 us of a trivial
+prediction's gateway time). Anything else (enums, arrays, a failing value) goes to jsonschema,
+which stays the judge and writes every error message.
 """
 
+import math
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
@@ -45,6 +53,16 @@ class InputValidator:
             for name, prop in self.properties.items()
             if prop.get("format") == "uri" or prop.get("items", {}).get("format") == "uri"
         }
+        plain_root = (
+            self.input_schema.keys() <= PLAIN_ROOT_KEYWORDS
+            and self.input_schema.get("type", "object") == "object"
+        )
+        self._plain: dict[str, Check] = {}
+        if plain_root:
+            for name, prop in self.properties.items():
+                check = _plain_check(prop)
+                if check is not None:
+                    self._plain[name] = check
 
     def clean(self, raw: dict[str, Any]) -> dict[str, Any]:
         """The input to dispatch, or ``InputValidationFailed`` listing every problem."""
@@ -53,12 +71,25 @@ class InputValidator:
             for k, v in raw.items()
             if k in self.properties and not (v is None and k not in self.required)
         }
-        problems = [self._describe(e) for e in self._validator.iter_errors(value)]
+        if self._passes_plain_checks(value):
+            problems = []
+        else:
+            problems = [self._describe(e) for e in self._validator.iter_errors(value)]
         problems += self._check_uris(value)
         if problems:
             problems.sort(key=lambda p: p["field"])
             raise errors.InputValidationFailed(problems)
         return value
+
+    def _passes_plain_checks(self, value: dict[str, Any]) -> bool:
+        """True only if jsonschema would find nothing wrong: every key has a plain check that
+        it passes, and nothing required is missing."""
+        plain = self._plain
+        for key, item in value.items():
+            check = plain.get(key)
+            if check is None or not check(item):
+                return False
+        return self.required <= value.keys()
 
     def _describe(self, error: ValidationError) -> dict[str, str]:
         path = [str(p) for p in error.absolute_path]
@@ -105,6 +136,57 @@ class InputValidator:
                         }
                     )
         return problems
+
+
+Check = Callable[[Any], bool]
+
+PLAIN_ROOT_KEYWORDS = frozenset({"type", "title", "description", "properties", "required"})
+ANNOTATIONS = frozenset({"title", "description", "default", "x-order", "nullable", "format"})
+"""Keywords Draft 7 does not assert (without a format checker, ``format`` is one of them;
+``nullable`` is OpenAPI's, unknown to Draft 7; ``uri`` formats are checked apart)."""
+BOUNDS = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"})
+LENGTHS = frozenset({"minLength", "maxLength"})
+
+
+def _plain_check(prop: dict[str, Any]) -> Check | None:
+    """A check that passes only values Draft 7 accepts for ``prop``, or None when ``prop`` uses
+    anything beyond a type with bounds (jsonschema handles it). It may turn down what Draft 7
+    would accept (a float that is an integer, say): jsonschema then has the last word."""
+    kind = prop.get("type")
+    rest = prop.keys() - ANNOTATIONS - {"type"}
+    if kind == "string" and rest <= LENGTHS and _all_ints(prop, LENGTHS):
+        low, high = prop.get("minLength", 0), prop.get("maxLength")
+        return lambda v: type(v) is str and low <= len(v) and (high is None or len(v) <= high)
+    if kind in ("integer", "number") and rest <= BOUNDS and _all_numbers(prop, BOUNDS):
+        floats = kind == "number"
+        low, high = prop.get("minimum"), prop.get("maximum")
+        above, below = prop.get("exclusiveMinimum"), prop.get("exclusiveMaximum")
+
+        def number(v: Any) -> bool:
+            return (
+                (type(v) is int or (floats and type(v) is float and math.isfinite(v)))
+                and (low is None or v >= low)
+                and (high is None or v <= high)
+                and (above is None or v > above)
+                and (below is None or v < below)
+            )
+
+        return number
+    if kind == "boolean" and not rest:
+        return lambda v: type(v) is bool
+    return None
+
+
+def _all_ints(prop: dict[str, Any], keys: frozenset[str]) -> bool:
+    return all(type(prop[k]) is int for k in keys & prop.keys())
+
+
+def _all_numbers(prop: dict[str, Any], keys: frozenset[str]) -> bool:
+    return all(_finite_number(prop[k]) for k in keys & prop.keys())
+
+
+def _finite_number(value: Any) -> bool:
+    return type(value) is int or (type(value) is float and math.isfinite(value))
 
 
 def _num(value: Any) -> str:
