@@ -405,7 +405,8 @@ class PredictionService:
             self.writes.write_later(write)  # nobody waits for it; the terminal write follows it
         else:
             try:
-                await self.writes.write(write)
+                # The only prediction in flight: nothing else comes to share its commit.
+                await self.writes.write(write, alone=len(self._live) == 1)
             except BaseException:
                 if new.is_terminal():  # nobody waits forever; the row is recovered at restart
                     p.done.set()

@@ -15,6 +15,10 @@ executor in one piece: on SQLite, one transaction on the event loop's own connec
 If a batch fails, each write in it is retried alone, so one bad write fails only its caller.
 The task ``prediction-writer`` is started on first use and flushed by ``stop()`` at shutdown,
 before the database closes.
+
+A caller that expects no other write to share its transaction (the only prediction in flight)
+passes ``alone=True``: when no commit is under way, the queued writes and its own commit right
+in its call, without the hand-off to the task and back (two turns of the event loop).
 """
 
 import asyncio
@@ -43,12 +47,21 @@ class GroupCommit:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._timer: asyncio.TimerHandle | None = None
+        self._committing = asyncio.Lock()
 
-    async def write(self, work: Work) -> None:
-        """Write ``work`` in a transaction and return once it has committed."""
+    async def write(self, work: Work, *, alone: bool = False) -> None:
+        """Write ``work`` in a transaction and return once it has committed. ``alone``: the
+        caller expects no other write to share it, so it may commit right here (after the
+        queued writes, in the same transaction)."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._enqueue((work, future))
-        self._wake.set()
+        if alone and not self._committing.locked() and not self._stopping:
+            batch, self._items = [*self._items, (work, future)], []
+            self._cancel_timer()
+            async with self._committing:
+                await self._commit(batch)
+        else:
+            self._enqueue((work, future))
+            self._wake.set()
         await future
 
     def write_soon(self, work: Work) -> asyncio.Future[None]:
@@ -79,12 +92,16 @@ class GroupCommit:
             if not self._stopping:
                 await self._wake.wait()
             self._wake.clear()
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            batch, self._items = self._items, []
-            if batch:
-                await self._commit(batch)
+            async with self._committing:
+                self._cancel_timer()
+                batch, self._items = self._items, []
+                if batch:
+                    await self._commit(batch)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     async def _commit(self, batch: list[Item]) -> None:
         try:

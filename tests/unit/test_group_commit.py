@@ -124,6 +124,54 @@ async def test_the_writer_does_not_run_in_the_context_of_the_request_that_starte
 
 
 @pytest.mark.anyio
+async def test_a_write_alone_commits_in_its_own_call_with_what_is_queued() -> None:
+    """No hand-off to the writer task: the call finishes without once yielding to the loop."""
+    executor = RecordingExecutor()
+    writes = GroupCommit(executor)
+    writes.write_later([Update(ROWS, "k1", {"a": 1})])
+    call = writes.write([Update(ROWS, "k1", {"b": 2}), Insert(LOG, {"a": 3})], alone=True)
+    with pytest.raises(StopIteration):
+        call.send(None)  # ran to the end at once
+    assert executor.batches == [[Update(ROWS, "k1", {"a": 1, "b": 2}), Insert(LOG, {"a": 3})]]
+    await asyncio.sleep(writer.LATER_S * 4)  # the later write's timer is gone with it
+    assert len(executor.batches) == 1
+    executor.fail_on = 13
+    with pytest.raises(RuntimeError):
+        await writes.write([Insert(LOG, {"a": 13})], alone=True)
+    await writes.stop()
+
+
+class GatedExecutor(RecordingExecutor):
+    """Its first batch waits for ``gate``: a commit under way."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    async def run(self, ops: Sequence[Op]) -> None:
+        if not self.batches and not self.gate.is_set():
+            self.waiting.set()
+            await self.gate.wait()
+        await super().run(ops)
+
+
+@pytest.mark.anyio
+async def test_a_write_alone_waits_its_turn_behind_a_commit_under_way() -> None:
+    executor = GatedExecutor()
+    writes = GroupCommit(executor)
+    first = asyncio.ensure_future(writes.write([Insert(LOG, {"a": 1})]))
+    await executor.waiting.wait()
+    second = asyncio.ensure_future(writes.write([Insert(LOG, {"a": 2})], alone=True))
+    await asyncio.sleep(0)
+    assert not second.done()
+    executor.gate.set()
+    await asyncio.gather(first, second)
+    assert executor.batches == [[Insert(LOG, {"a": 1})], [Insert(LOG, {"a": 2})]]
+    await writes.stop()
+
+
+@pytest.mark.anyio
 async def test_a_later_write_alone_commits_after_a_short_while() -> None:
     executor = RecordingExecutor()
     writes = GroupCommit(executor)
