@@ -168,6 +168,11 @@ class Executor(Protocol):
         """Execute ``ops`` in order in one transaction; raise (and roll back) if any fails."""
         ...
 
+    def run_now(self, ops: Sequence[Op]) -> bool:
+        """``run`` without waiting for anything: False (nothing written) when that is not
+        possible (another connection holds the lock; an executor that always waits on I/O)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -233,17 +238,21 @@ class SqliteExecutor:
         self.deferred = 0  # batches that found the lock taken and went to the thread
 
     async def run(self, ops: Sequence[Op]) -> None:
-        try:
-            self._run(self._inline_connection(), ops)
-        except _LockTaken:
+        if not self.run_now(ops):
             self.deferred += 1
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._thread, self._run_waiting, ops)
-            return
+
+    def run_now(self, ops: Sequence[Op]) -> bool:
+        try:
+            self._run(self._inline_connection(), ops)
+        except _LockTaken:
+            return False
         self._since_checkpoint += 1
         if self._since_checkpoint >= self.CHECKPOINT_EVERY:
             self._since_checkpoint = 0
             self._thread.submit(self._checkpoint)
+        return True
 
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._thread, self._close_waiting)
@@ -379,6 +388,9 @@ class CoreExecutor:
                 else:
                     (pk,) = first.table.primary_key.columns
                     await conn.execute(update(first.table).where(pk == bindparam("_key")), rows)
+
+    def run_now(self, ops: Sequence[Op]) -> bool:
+        return False  # every statement awaits the engine
 
     async def close(self) -> None:
         return None

@@ -17,8 +17,11 @@ The task ``prediction-writer`` is started on first use and flushed by ``stop()``
 before the database closes.
 
 A caller that expects no other write to share its transaction (the only prediction in flight)
-passes ``alone=True``: when no commit is under way, the queued writes and its own commit right
-in its call, without the hand-off to the task and back (two turns of the event loop).
+passes ``alone=True``: when no commit is under way and the executor can commit without waiting
+(SQLite, its write lock free), the queued writes and its own are committed right in its call,
+without the hand-off to the task and back (two turns of the event loop). Nothing is awaited
+there, so a caller cancelled meanwhile cannot leave a commit half done; a batch that fails or
+cannot start goes to the task as usual.
 """
 
 import asyncio
@@ -54,15 +57,27 @@ class GroupCommit:
         caller expects no other write to share it, so it may commit right here (after the
         queued writes, in the same transaction)."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if alone and not self._committing.locked() and not self._stopping:
-            batch, self._items = [*self._items, (work, future)], []
-            self._cancel_timer()
-            async with self._committing:
-                await self._commit(batch)
-        else:
-            self._enqueue((work, future))
+        self._enqueue((work, future))
+        if not (alone and self._commit_now()):
             self._wake.set()
         await future
+
+    def _commit_now(self) -> bool:
+        """Commit what is queued right here if nothing is under way and the executor need not
+        wait; False leaves it queued (a failed batch too: the task retries it write by write)."""
+        if self._committing.locked() or self._stopping:
+            return False
+        batch = self._items
+        try:
+            if not self.executor.run_now(coalesce([op for work, _ in batch for op in work])):
+                return False
+        except Exception:  # rolled back; the task finds out which write it was
+            return False
+        self._items = []
+        self._cancel_timer()
+        for item in batch:
+            self._succeeded(item)
+        return True
 
     def write_soon(self, work: Work) -> asyncio.Future[None]:
         """``write_later`` with a future that is done once ``work`` has committed."""

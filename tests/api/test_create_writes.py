@@ -29,6 +29,14 @@ class Recording:
         self.batches.append(list(ops))
         await self.inner.run(ops)
 
+    def run_now(self, ops: Sequence[Op]) -> bool:
+        if self.fails(ops):
+            raise RuntimeError("disk I/O error")
+        done = self.inner.run_now(ops)
+        if done:
+            self.batches.append(list(ops))
+        return done
+
     async def close(self) -> None:
         await self.inner.close()
 

@@ -90,12 +90,21 @@ class RecordingExecutor:
         self.batches: list[list[Op]] = []
         self.fail_on: int | None = None  # a value of "a" that makes a batch fail
         self.contexts: list[dict[str, Any]] = []  # structlog's context vars of each batch
+        self.can_run_now = True  # False: as if another connection held the write lock
 
     async def run(self, ops: Sequence[Op]) -> None:
         self.contexts.append(structlog.contextvars.get_contextvars())
         if any(op.values.get("a") == self.fail_on for op in ops):
             raise RuntimeError("constraint failed")
         self.batches.append(list(ops))
+
+    def run_now(self, ops: Sequence[Op]) -> bool:
+        if not self.can_run_now:
+            return False
+        if any(op.values.get("a") == self.fail_on for op in ops):
+            raise RuntimeError("constraint failed")
+        self.batches.append(list(ops))
+        return True
 
     async def close(self) -> None:
         return None
@@ -135,9 +144,14 @@ async def test_a_write_alone_commits_in_its_own_call_with_what_is_queued() -> No
     assert executor.batches == [[Update(ROWS, "k1", {"a": 1, "b": 2}), Insert(LOG, {"a": 3})]]
     await asyncio.sleep(writer.LATER_S * 4)  # the later write's timer is gone with it
     assert len(executor.batches) == 1
-    executor.fail_on = 13
+    executor.fail_on = 13  # a failed batch goes to the task, which fails only its writer
     with pytest.raises(RuntimeError):
         await writes.write([Insert(LOG, {"a": 13})], alone=True)
+    await writes.write([Insert(LOG, {"a": 5})], alone=True)  # nothing of the failed one left
+    assert executor.batches[-1] == [Insert(LOG, {"a": 5})]
+    executor.can_run_now = False  # the lock is taken: the task commits it, waiting
+    await writes.write([Insert(LOG, {"a": 4})], alone=True)
+    assert executor.batches[-1] == [Insert(LOG, {"a": 4})]
     await writes.stop()
 
 
