@@ -6,7 +6,7 @@ A real gateway (``cogway serve`` as a subprocess, via ``tests.integration.gatewa
 serves ``predictors/fixtures/trivial`` (``async def predict`` that reverses a string,
 ``concurrency: {max: 32}``) as ``bench/trivial``, with one Cog 0.23.1 instance. The script finds
 that instance's own port (``PORT=`` in ``/proc/<pid>/environ`` of its ``cog.server.http``
-process) and then drives, from this one asyncio process with ``aiohttp`` (keep-alive), three
+process) and then drives, from this one asyncio process with ``aiohttp`` (keep-alive), four
 modes at concurrency 1 and 16, each for a fixed window after a short warm-up:
 
 ``direct``      ``POST http://127.0.0.1:<cog port>/predictions`` (Cog itself, the floor);
@@ -15,8 +15,12 @@ modes at concurrency 1 and 16, each for a fixed window after a short warm-up:
                 a 201 whose body says ``succeeded`` counts.
 ``gw-poll``     the same without ``Prefer``, then ``GET urls.get`` every 5 ms until the status
                 is terminal; latency is create -> terminal status seen.
+``hop``         ``POST`` to a bare pass-through to the same instance (``bench/passthrough.py``:
+                the gateway's HTTP stack and Cog client, none of its work): the floor under
+                ``gw-sync``, so its added p50 reads against the hop itself. Cog's 409s come
+                through it and are counted apart, as for ``direct``.
 
-The three modes run one after the other ``--rounds`` times at each concurrency (each cell
+The modes run one after the other ``--rounds`` times at each concurrency (each cell
 ``--window`` seconds), so every gateway cell has a Cog-direct cell measured seconds before it:
 this shared machine's speed drifts by tens of percent within minutes, and a ratio of two cells
 a minute apart measured the drift as much as the gateway. For each mode it prints completed
@@ -67,8 +71,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from cogserver import start_cog  # noqa: E402  (bench/cogserver.py)
+from cogserver import free_port, start_cog  # noqa: E402  (bench/cogserver.py)
 from measure import log_problems, percentile_ms, process_cpu_s  # noqa: E402  (bench/measure.py)
+from passthrough import run_passthrough  # noqa: E402  (bench/passthrough.py)
 
 from tests.integration.gateway import Gateway, run_gateway  # noqa: E402
 
@@ -301,6 +306,22 @@ def gateway_sync_op(gw: Gateway) -> Op:
     return op
 
 
+def hop_op(url: str) -> Op:
+    payload = json.dumps({"input": {"text": INPUT_TEXT}}).encode()
+    headers = {"Content-Type": "application/json"}
+
+    async def op(session: aiohttp.ClientSession) -> None:
+        async with session.post(url, data=payload, headers=headers) as resp:
+            body = await resp.read()
+            if resp.status == 409:  # Cog's, passed on: it has no slot accounting of its own
+                raise Refused()
+            if resp.status != 201:
+                raise BenchError(f"HTTP {resp.status}: {body[:80]!r}")
+        check_succeeded(json.loads(body))
+
+    return op
+
+
 def gateway_poll_op(gw: Gateway) -> Op:
     url = f"{gw.url}/v1/models/{MODEL}/predictions"
     payload = json.dumps({"input": {"text": INPUT_TEXT}}).encode()
@@ -394,7 +415,7 @@ def ratio_lines(cells: list[Cell]) -> list[str]:
     direct = {(c.concurrency, c.round): c for c in cells if c.mode == "direct"}
     lines = []
     for conc in sorted({c.concurrency for c in cells}):
-        for mode in ("gw-sync", "gw-poll"):
+        for mode in ("gw-sync", "gw-poll", "hop"):
             pairs = [
                 (c, direct[conc, c.round])
                 for c in cells
@@ -449,12 +470,19 @@ def print_report(cells: list[Cell], cold_start_s: float | None, problems: Counte
 
 
 async def bench(
-    gw: Gateway, port: int, concurrencies: list[int], warmup: float, window: float, rounds: int
+    gw: Gateway,
+    port: int,
+    hop_url: str,
+    concurrencies: list[int],
+    warmup: float,
+    window: float,
+    rounds: int,
 ) -> list[Cell]:
     modes: list[tuple[str, Op]] = [
         ("direct", direct_op(port)),
         ("gw-sync", gateway_sync_op(gw)),
         ("gw-poll", gateway_poll_op(gw)),
+        ("hop", hop_op(hop_url)),
     ]
     cells = []
     for conc in concurrencies:
@@ -490,9 +518,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"Cog instance at 127.0.0.1:{port}",
                 flush=True,
             )
-            cells = asyncio.run(
-                bench(gw, port, concurrencies, args.warmup, args.window, args.rounds)
-            )
+            with run_passthrough(free_port(), port) as hop_url:
+                cells = asyncio.run(
+                    bench(gw, port, hop_url, concurrencies, args.warmup, args.window, args.rounds)
+                )
             problems = log_problems(gw.log_path)
         print(f"cold starts: scale to zero, then one prediction; {args.cold_runs} runs ...")
         direct_cold, gateway_cold = cold_starts(Path(tmp), args.cold_runs)
