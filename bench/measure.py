@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -36,3 +37,14 @@ def log_problems(log_path: Path) -> Counter[str]:
         if isinstance(record, dict) and record.get("level") in {"warning", "error", "critical"}:
             found[f"{record.get('level')} {record.get('event')}"] += 1
     return found
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

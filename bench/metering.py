@@ -63,7 +63,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from measure import log_problems, percentile_ms, process_cpu_s  # noqa: E402  (bench/measure.py)
+from measure import (  # noqa: E402  (bench/measure.py)
+    log_problems,
+    percentile_ms,
+    process_cpu_s,
+    stop_process,
+)
 
 from server.clock import SystemClock  # noqa: E402
 from server.db import Database  # noqa: E402
@@ -139,16 +144,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def use_dummy_aws_credentials(tmp: Path) -> None:

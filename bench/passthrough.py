@@ -32,6 +32,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from measure import stop_process  # noqa: E402  (bench/measure.py)
+
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 30.0
 
@@ -99,12 +101,7 @@ def run_passthrough(port: int, cog_port: int) -> Iterator[str]:
             time.sleep(0.05)
         yield f"http://{HOST}:{port}/"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def main() -> None:
