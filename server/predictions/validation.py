@@ -53,12 +53,12 @@ class InputValidator:
             for name, prop in self.properties.items()
             if prop.get("format") == "uri" or prop.get("items", {}).get("format") == "uri"
         }
-        plain_root = (
+        self._plain_root = (
             self.input_schema.keys() <= PLAIN_ROOT_KEYWORDS
             and self.input_schema.get("type", "object") == "object"
         )
         self._plain: dict[str, Check] = {}
-        if plain_root:
+        if self._plain_root:
             for name, prop in self.properties.items():
                 check = _plain_check(prop)
                 if check is not None:
@@ -84,6 +84,8 @@ class InputValidator:
     def _passes_plain_checks(self, value: dict[str, Any]) -> bool:
         """True only if jsonschema would find nothing wrong: every key has a plain check that
         it passes, and nothing required is missing."""
+        if not self._plain_root:  # the root says more than its properties (even of {})
+            return False
         plain = self._plain
         for key, item in value.items():
             check = plain.get(key)

@@ -194,6 +194,13 @@ def test_the_plain_checks_turn_down_edges(prop: dict[str, Any], item: Any) -> No
     assert not validator._passes_plain_checks({"a": item})
 
 
+def test_a_root_with_more_than_properties_goes_to_jsonschema() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "minProperties": 1}
+    validator = InputValidator({"components": {"schemas": {"Input": schema}}})
+    with pytest.raises(errors.InputValidationFailed):
+        validator.clean({})
+
+
 def test_cog_shaped_valid_inputs_take_the_plain_path() -> None:
     schema = {
         "type": "object",
