@@ -270,8 +270,9 @@ def check_succeeded(body: Any) -> None:
         raise BenchError(f"output {body.get('output')!r}")
 
 
-def direct_op(port: int) -> Op:
-    url = f"http://127.0.0.1:{port}/predictions"
+def cog_style_op(url: str, ok_status: int) -> Op:
+    """A POST answered with the prediction, or 409 when Cog has no free slot (``direct``: Cog
+    itself, 200; ``hop``: the pass-through, 201, with Cog's 409s passed on): 409s count apart."""
     payload = json.dumps({"input": {"text": INPUT_TEXT}}).encode()
     headers = {"Content-Type": "application/json"}
 
@@ -280,7 +281,7 @@ def direct_op(port: int) -> Op:
             body = await resp.read()
             if resp.status == 409:
                 raise Refused()
-            if resp.status != 200:
+            if resp.status != ok_status:
                 raise BenchError(f"HTTP {resp.status}: {body[:80]!r}")
         check_succeeded(json.loads(body))
 
@@ -299,22 +300,6 @@ def gateway_sync_op(gw: Gateway) -> Op:
     async def op(session: aiohttp.ClientSession) -> None:
         async with session.post(url, data=payload, headers=headers) as resp:
             body = await resp.read()
-            if resp.status != 201:
-                raise BenchError(f"HTTP {resp.status}: {body[:80]!r}")
-        check_succeeded(json.loads(body))
-
-    return op
-
-
-def hop_op(url: str) -> Op:
-    payload = json.dumps({"input": {"text": INPUT_TEXT}}).encode()
-    headers = {"Content-Type": "application/json"}
-
-    async def op(session: aiohttp.ClientSession) -> None:
-        async with session.post(url, data=payload, headers=headers) as resp:
-            body = await resp.read()
-            if resp.status == 409:  # Cog's, passed on: it has no slot accounting of its own
-                raise Refused()
             if resp.status != 201:
                 raise BenchError(f"HTTP {resp.status}: {body[:80]!r}")
         check_succeeded(json.loads(body))
@@ -479,10 +464,10 @@ async def bench(
     rounds: int,
 ) -> list[Cell]:
     modes: list[tuple[str, Op]] = [
-        ("direct", direct_op(port)),
+        ("direct", cog_style_op(f"http://127.0.0.1:{port}/predictions", 200)),
         ("gw-sync", gateway_sync_op(gw)),
         ("gw-poll", gateway_poll_op(gw)),
-        ("hop", hop_op(hop_url)),
+        ("hop", cog_style_op(hop_url, 201)),
     ]
     cells = []
     for conc in concurrencies:

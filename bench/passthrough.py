@@ -28,22 +28,25 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import uvicorn
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from measure import stop_process  # noqa: E402  (bench/measure.py)
 
+from server import jsoncodec  # noqa: E402
+from server.cli.serve import quiet_gc  # noqa: E402
+from server.httpserver import GatewayHttpProtocol  # noqa: E402
+from server.runtime.cog_client import CogClient, InstanceBusy  # noqa: E402
+
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 30.0
 
 
 def make_app(cog_port: int) -> Any:
-    import aiohttp
-
-    from server import jsoncodec
-    from server.runtime.cog_client import CogClient, InstanceBusy
-
     ids = itertools.count()
     client: CogClient | None = None
 
@@ -105,11 +108,6 @@ def run_passthrough(port: int, cog_port: int) -> Iterator[str]:
 
 
 def main() -> None:
-    import uvicorn
-
-    from server.cli.serve import quiet_gc
-    from server.httpserver import GatewayHttpProtocol
-
     port, cog_port = int(sys.argv[1]), int(sys.argv[2])
     app = make_app(cog_port)
     quiet_gc()

@@ -156,10 +156,10 @@ def _plain_check(prop: dict[str, Any]) -> Check | None:
     would accept (a float that is an integer, say): jsonschema then has the last word."""
     kind = prop.get("type")
     rest = prop.keys() - ANNOTATIONS - {"type"}
-    if kind == "string" and rest <= LENGTHS and _all_ints(prop, LENGTHS):
+    if kind == "string" and rest <= LENGTHS and _values_are(prop, LENGTHS, _int):
         low, high = prop.get("minLength", 0), prop.get("maxLength")
         return lambda v: type(v) is str and low <= len(v) and (high is None or len(v) <= high)
-    if kind in ("integer", "number") and rest <= BOUNDS and _all_numbers(prop, BOUNDS):
+    if kind in ("integer", "number") and rest <= BOUNDS and _values_are(prop, BOUNDS, _finite):
         floats = kind == "number"
         low, high = prop.get("minimum"), prop.get("maximum")
         above, below = prop.get("exclusiveMinimum"), prop.get("exclusiveMaximum")
@@ -179,16 +179,17 @@ def _plain_check(prop: dict[str, Any]) -> Check | None:
     return None
 
 
-def _all_ints(prop: dict[str, Any], keys: frozenset[str]) -> bool:
-    return all(type(prop[k]) is int for k in keys & prop.keys())
+def _values_are(prop: dict[str, Any], keys: frozenset[str], accept: Check) -> bool:
+    """Whether every keyword of ``keys`` that ``prop`` has holds a value ``accept`` takes."""
+    return all(accept(prop[k]) for k in keys & prop.keys())
 
 
-def _all_numbers(prop: dict[str, Any], keys: frozenset[str]) -> bool:
-    return all(_finite_number(prop[k]) for k in keys & prop.keys())
+def _int(value: Any) -> bool:
+    return type(value) is int
 
 
-def _finite_number(value: Any) -> bool:
-    return type(value) is int or (type(value) is float and math.isfinite(value))
+def _finite(value: Any) -> bool:
+    return _int(value) or (type(value) is float and math.isfinite(value))
 
 
 def _num(value: Any) -> str:

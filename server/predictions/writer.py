@@ -42,6 +42,11 @@ LATER_S = 0.005
 """How long a ``write_later`` waits for another write to ride along with (at most)."""
 
 
+def _merged(batch: list[Item]) -> list[Op]:
+    """A batch's ops, in order, with the updates of one row merged (``coalesce``)."""
+    return coalesce([op for work, _ in batch for op in work])
+
+
 class GroupCommit:
     def __init__(self, executor: Executor) -> None:
         self.executor = executor
@@ -50,7 +55,7 @@ class GroupCommit:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._timer: asyncio.TimerHandle | None = None
-        self._committing = asyncio.Lock()
+        self._committing = False  # the task's commit is under way (it may be waiting)
 
     async def write(self, work: Work, *, alone: bool = False) -> None:
         """Write ``work`` in a transaction and return once it has committed. ``alone``: the
@@ -65,11 +70,11 @@ class GroupCommit:
     def _commit_now(self) -> bool:
         """Commit what is queued right here if nothing is under way and the executor need not
         wait; False leaves it queued (a failed batch too: the task retries it write by write)."""
-        if self._committing.locked() or self._stopping:
+        if self._committing or self._stopping:
             return False
         batch = self._items
         try:
-            if not self.executor.run_now(coalesce([op for work, _ in batch for op in work])):
+            if not self.executor.run_now(_merged(batch)):
                 return False
         except Exception:  # rolled back; the task finds out which write it was
             return False
@@ -107,11 +112,14 @@ class GroupCommit:
             if not self._stopping:
                 await self._wake.wait()
             self._wake.clear()
-            async with self._committing:
-                self._cancel_timer()
-                batch, self._items = self._items, []
-                if batch:
+            self._cancel_timer()
+            batch, self._items = self._items, []
+            if batch:
+                self._committing = True
+                try:
                     await self._commit(batch)
+                finally:
+                    self._committing = False
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -120,7 +128,7 @@ class GroupCommit:
 
     async def _commit(self, batch: list[Item]) -> None:
         try:
-            await self.executor.run(coalesce([op for work, _ in batch for op in work]))
+            await self.executor.run(_merged(batch))
         except Exception as exc:
             if len(batch) == 1:
                 self._failed(batch[0], exc)
