@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast lint fmt clean bench demo
+.PHONY: install run test test-gpu test-fast lint fmt clean bench demo
 
 
 $(STAMP): pyproject.toml
@@ -21,6 +21,10 @@ run: install
 ## the whole suite: unit, API and integration tiers (real Cog processes, SQLite and PostgreSQL)
 test: install
 	$(BIN)/pytest
+
+## on a machine with NVIDIA GPUs: instances get their own GPU, checked against nvidia-smi
+test-gpu: install
+	$(BIN)/pytest tests/integration/test_gpu.py -v
 
 ## unit and API tiers only (seconds, no Cog processes)
 test-fast: install

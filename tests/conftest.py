@@ -3,11 +3,13 @@
 import os
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -99,6 +101,21 @@ class Api:
     model: str
     version_id: str
     transport: httpx.ASGITransport
+
+
+@asynccontextmanager
+async def serving(app: FastAPI, *, timeout: float = 60) -> AsyncIterator[httpx.AsyncClient]:
+    """The app started (its lifespan) and an admin client that calls it over ASGI."""
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://gw.test",
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=timeout,
+        ) as client,
+    ):
+        yield client
 
 
 async def open_api(

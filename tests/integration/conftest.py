@@ -11,7 +11,7 @@ import pytest
 from server.app import Startup, create_app
 from server.runtime.local import LocalRuntime
 from server.services import Services, build_services
-from tests.conftest import ADMIN_TOKEN, FIXTURES, make_settings
+from tests.conftest import FIXTURES, make_settings, serving
 
 pytestmark = pytest.mark.integration
 
@@ -50,13 +50,5 @@ async def live(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Live]:
     runtime = LocalRuntime()
     services = build_services(settings, runtime=runtime)
     startup = Startup(models=[(f"test/{name}", FIXTURES / name) for name in SERVED], warm=False)
-    app = create_app(services, startup)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport,
-            base_url="http://gw.test",
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-            timeout=60,
-        ) as client:
-            yield Live(client, services, runtime)
+    async with serving(create_app(services, startup)) as client:
+        yield Live(client, services, runtime)

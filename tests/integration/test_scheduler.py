@@ -16,7 +16,7 @@ import pytest
 from server.app import Startup, create_app
 from server.runtime.local import LocalRuntime
 from server.services import Services, build_services
-from tests.conftest import ADMIN_TOKEN, FIXTURES, make_settings
+from tests.conftest import FIXTURES, make_settings, serving
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -67,16 +67,7 @@ async def gateway(tmp_path: Path, models: list[str], **runtime: Any) -> AsyncIte
     local = LocalRuntime(cpu_policy=settings.runtime.cpu_policy)
     services = build_services(settings, runtime=local)
     startup = Startup(models=[(f"test/{m}", FIXTURES / m) for m in models], warm=False)
-    app = create_app(services, startup)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://gw.test",
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-            timeout=90,
-        ) as client,
-    ):
+    async with serving(create_app(services, startup), timeout=90) as client:
         yield Gateway(client, services, local)
 
 

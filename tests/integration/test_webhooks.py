@@ -18,7 +18,7 @@ import pytest
 from server.app import Startup, create_app
 from server.runtime.local import LocalRuntime
 from server.services import Services, build_services
-from tests.conftest import ADMIN_TOKEN, FIXTURES, ROOT, make_settings
+from tests.conftest import FIXTURES, ROOT, make_settings, serving
 from tests.integration.gateway import run_gateway
 from tests.webhook_receiver import Delivery, Receiver, loopback_server
 
@@ -68,15 +68,7 @@ async def hooked(
     services = build_services(settings, runtime=LocalRuntime())
     models = [(f"test/{name}", FIXTURES / name) for name in ("echo", "ticker")]
     app = create_app(services, Startup(models=models, warm=False))
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://gw.test",
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-            timeout=60,
-        ) as client,
-    ):
+    async with serving(app) as client:
         yield Hooked(client, services, receiver, url)
 
 
