@@ -52,15 +52,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
-import statistics
 import sys
 import tempfile
 import time
 import urllib.request
-from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +68,9 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from cogserver import free_port, start_cog  # noqa: E402  (bench/cogserver.py)
-from measure import log_problems, percentile_ms, process_cpu_s  # noqa: E402  (bench/measure.py)
+from measure import log_problems, process_cpu_s  # noqa: E402  (bench/measure.py)
 from passthrough import run_passthrough  # noqa: E402  (bench/passthrough.py)
+from report import Cell, print_cold, print_report, target_lines  # noqa: E402  (bench/report.py)
 
 from tests.integration.gateway import Gateway, run_gateway  # noqa: E402
 
@@ -88,7 +85,6 @@ POLL_TIMEOUT_S = 10.0
 READY_LOG_TIMEOUT_S = 120.0
 COLD_IDLE_TIMEOUT_S = 1.0  # the cold-start gateway stops idle instances after this
 COLD_RUNS = 9  # one pair of cold starts differs by -50 to +130 ms here: a median needs several
-MAX_ERROR_SAMPLES = 3
 
 
 class BenchError(Exception):
@@ -97,46 +93,6 @@ class BenchError(Exception):
 
 class Refused(Exception):
     """Cog answered 409: no free slot (counted apart from errors)."""
-
-
-@dataclass
-class Cell:
-    mode: str
-    concurrency: int
-    window_s: float
-    round: int = 0
-    latencies: list[float] = field(default_factory=list)
-    errors: Counter[str] = field(default_factory=Counter)
-    refused: int = 0
-    completed_all: int = 0  # successes over the whole cell, warm-up and tail included
-    gateway_cpu_s: float = 0.0  # the gateway process's CPU over the whole cell
-
-    @property
-    def gateway_cpu_ms(self) -> float:
-        """Gateway CPU milliseconds per successful prediction."""
-        if not self.completed_all:
-            return math.nan
-        return self.gateway_cpu_s / self.completed_all * 1000
-
-    @property
-    def rps(self) -> float:
-        return len(self.latencies) / self.window_s
-
-    @classmethod
-    def pooled(cls, cells: list[Cell]) -> Cell:
-        """One mode's rounds as one cell: every latency, error and CPU second."""
-        first = cells[0]
-        pooled = cls(first.mode, first.concurrency, sum(c.window_s for c in cells))
-        for c in cells:
-            pooled.latencies += c.latencies
-            pooled.errors.update(c.errors)
-            pooled.refused += c.refused
-            pooled.completed_all += c.completed_all
-            pooled.gateway_cpu_s += c.gateway_cpu_s
-        return pooled
-
-    def p(self, pct: float) -> float:
-        return percentile_ms(self.latencies, pct)
 
 
 Op = Callable[[aiohttp.ClientSession], Awaitable[None]]
@@ -377,83 +333,6 @@ async def run_cell(
     return cell
 
 
-def fmt_ms(value: float) -> str:
-    return "-" if math.isnan(value) else f"{value:.2f}"
-
-
-def print_cold(direct: list[float], gateway: list[float]) -> None:
-    if not direct or not gateway:
-        return
-    d, g = statistics.median(direct), statistics.median(gateway)
-    print(
-        f"cold start to first output, median of {len(direct)}: "
-        f"Cog itself (spawn -> READY -> prediction) {d * 1000:.0f} ms; "
-        f"through the gateway from zero instances {g * 1000:.0f} ms ({(g - d) * 1000:+.0f} ms)"
-    )
-    pairs = sorted((gw - cog) * 1000 for cog, gw in zip(direct, gateway, strict=True))
-    print(f"  each pair (gateway - Cog, run after run): {pairs[0]:+.0f} to {pairs[-1]:+.0f} ms")
-
-
-def ratio_lines(cells: list[Cell]) -> list[str]:
-    """Per concurrency and gateway mode: the median over rounds of the throughput ratio (and
-    at c=1 of the added p50), each round against its own direct cell, with the range."""
-    direct = {(c.concurrency, c.round): c for c in cells if c.mode == "direct"}
-    lines = []
-    for conc in sorted({c.concurrency for c in cells}):
-        for mode in ("gw-sync", "gw-poll", "hop"):
-            pairs = [
-                (c, direct[conc, c.round])
-                for c in cells
-                if c.mode == mode and c.concurrency == conc and (conc, c.round) in direct
-            ]
-            pairs = [(gw, d) for gw, d in pairs if d.rps > 0]
-            if not pairs:
-                continue
-            ratios = [gw.rps / d.rps for gw, d in pairs]
-            line = (
-                f"c={conc:<3} {mode}/direct throughput {statistics.median(ratios):.2f}x"
-                f" (rounds {min(ratios):.2f}-{max(ratios):.2f})"
-            )
-            if conc == 1:
-                added = [gw.p(50) - d.p(50) for gw, d in pairs]
-                line += (
-                    f", added p50 {statistics.median(added):+.2f} ms"
-                    f" (rounds {min(added):+.2f} to {max(added):+.2f})"
-                )
-            lines.append(line)
-    return lines
-
-
-def print_report(cells: list[Cell], cold_start_s: float | None, problems: Counter[str]) -> None:
-    header = (
-        f"{'mode':<9} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'errors':>6} {'409s':>6} {'gw cpu ms/pred':>14}"
-    )
-    print()
-    print(header)
-    print("-" * len(header))
-    by_mode: dict[tuple[str, int], list[Cell]] = {}
-    for c in cells:
-        by_mode.setdefault((c.mode, c.concurrency), []).append(c)
-    for rounds in by_mode.values():
-        c = Cell.pooled(rounds)
-        errors = sum(c.errors.values())
-        print(
-            f"{c.mode:<9} {c.concurrency:>4} {c.rps:>8.0f} {fmt_ms(c.p(50)):>8} "
-            f"{fmt_ms(c.p(99)):>8} {errors:>6} {c.refused:>6} {fmt_ms(c.gateway_cpu_ms):>14}"
-        )
-    print()
-    for line in ratio_lines(cells):
-        print(line)
-    cold = "not found in the gateway log" if cold_start_s is None else f"{cold_start_s:.3f} s"
-    print(f"\ncold start (spawn -> READY, instance_ready.cold_start_s): {cold}")
-    for c in cells:
-        for message, count in c.errors.most_common(MAX_ERROR_SAMPLES):
-            print(f"error {c.mode} c={c.concurrency} x{count}: {message}")
-    for message, count in problems.most_common():
-        print(f"gateway log: {message} x{count}")
-
-
 async def bench(
     gw: Gateway,
     port: int,
@@ -512,6 +391,9 @@ def main(argv: list[str] | None = None) -> int:
         direct_cold, gateway_cold = cold_starts(Path(tmp), args.cold_runs)
     print_report(cells, cold_start_s, problems)
     print_cold(direct_cold, gateway_cold)
+    print("\ntargets (issue #4, medians over rounds):")
+    for line in target_lines(cells, direct_cold, gateway_cold):
+        print(f"  {line}")
     return 0
 
 
