@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
 import pytest
@@ -57,6 +58,19 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
+def under_ci() -> bool:
+    """``CI`` set to 1, true or yes (any case): what the suite needs must be there."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def unavailable(what: str, reason: str) -> NoReturn:
+    """A server or tool the suite needs is missing: under CI the test fails, elsewhere it is
+    skipped (PostgreSQL, moto's S3 server, the JavaScript client)."""
+    if under_ci():
+        pytest.fail(f"{what} is unavailable under CI: {reason}")
+    pytest.skip(f"{what} is unavailable: {reason}")
+
+
 async def _postgres_schema() -> str:
     """A fresh schema in the local PostgreSQL; under CI an unreachable server fails the test."""
     schema = f"cogway_test_{uuid.uuid4().hex[:10]}"
@@ -65,9 +79,7 @@ async def _postgres_schema() -> str:
         async with engine.begin() as conn:
             await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     except OSError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL at {POSTGRES_URL} is unreachable under CI: {exc}")
-        pytest.skip(f"PostgreSQL unreachable: {exc}")
+        unavailable(f"PostgreSQL at {POSTGRES_URL}", str(exc))
     finally:
         await engine.dispose()
     return schema

@@ -8,7 +8,6 @@ same port. Import the fixtures into a test module (they are registered under the
 """
 
 import contextlib
-import os
 import socket
 import subprocess
 import sys
@@ -23,6 +22,8 @@ from typing import Any, NoReturn
 import boto3
 import httpx
 import pytest
+
+from tests.conftest import unavailable
 
 MOTO_READY_TIMEOUT_S = 30.0
 ACCEPT_POLL_S = 0.05  # how often the proxy's accept loop checks whether it should stop
@@ -45,10 +46,7 @@ def _free_port() -> int:
 
 
 def _unavailable(reason: str) -> NoReturn:
-    """Under CI a missing S3 server is a failure; locally the test is skipped."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"moto_server is unavailable under CI: {reason}")
-    pytest.skip(f"moto_server is unavailable: {reason}")
+    unavailable("moto_server", reason)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

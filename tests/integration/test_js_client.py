@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 import httpx
 import pytest
 
-from tests.conftest import FIXTURES, ROOT
+from tests.conftest import FIXTURES, ROOT, unavailable
 from tests.integration.gateway import Gateway, run_gateway
 from tests.integration.test_files_client import decode_solid, gradient_png, logged
 from tests.webhook_receiver import Receiver, loopback_server
@@ -30,15 +30,11 @@ from tests.webhook_receiver import Receiver, loopback_server
 pytestmark = pytest.mark.integration
 
 JS = ROOT / "tests" / "js"
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 NODE_TIMEOUT_S = 120.0
 
 
 def _unavailable(reason: str) -> NoReturn:
-    """Under CI the JS client is required: fail. Elsewhere: skip."""
-    if CI:
-        pytest.fail(reason)
-    pytest.skip(reason)
+    unavailable("the JavaScript client", reason)
 
 
 def _pinned_version() -> str:
