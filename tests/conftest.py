@@ -58,15 +58,11 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
-def under_ci() -> bool:
-    """``CI`` set to 1, true or yes (any case): what the suite needs must be there."""
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-
-
 def unavailable(what: str, reason: str) -> NoReturn:
-    """A server or tool the suite needs is missing: under CI the test fails, elsewhere it is
-    skipped (PostgreSQL, moto's S3 server, the JavaScript client)."""
-    if under_ci():
+    """A server or tool the suite needs is missing (PostgreSQL, moto's S3 server, the
+    JavaScript client): under CI (``CI`` 1, true or yes, any case) the test fails, elsewhere it
+    is skipped."""
+    if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
         pytest.fail(f"{what} is unavailable under CI: {reason}")
     pytest.skip(f"{what} is unavailable: {reason}")
 
